@@ -1,0 +1,1 @@
+"""What happens to events: windows, job processors, submission, cleanup, and the CLI."""

@@ -1,0 +1,66 @@
+"""Logging set-up, done once by the CLI (libraries only log; STYLE.md §12)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+# Context fields a JSON log line carries when a record has them (``extra=...``).
+CONTEXT_FIELDS = ("adapter_id", "role", "association_id", "job_id")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and known context."""
+
+    def __init__(self, static: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = dict(static or {})
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update(self.static)
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                out[name] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text", **static: Any) -> None:
+    """Install one stderr handler on the root logger (idempotent)."""
+    global _handler  # noqa: PLW0603 - the CLI configures logging exactly once per process
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(static))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter stays at WARNING unless asked for DEBUG.
+    for noisy in ("aiokafka", "pynetdicom", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    _handler = handler
+
+
+def set_static_context(**static: Any) -> None:
+    """Add fields (adapter_id, role) to every JSON log line from now on."""
+    if _handler is not None and isinstance(_handler.formatter, JsonFormatter):
+        _handler.formatter.static.update(static)

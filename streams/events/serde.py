@@ -1,0 +1,238 @@
+"""The one module that knows the wire format of events (orjson, versioned envelope).
+
+Wire form (DESIGN.md §3.3)::
+
+    {"type": "instance.received", "version": 1, "id": "<uuid>", "time": <epoch ms>,
+     "source": "<adapter_id>", "data": {...}}
+
+Readers accept any ``version`` up to :data:`SCHEMA_VERSION` and ignore unknown fields in
+``data`` (forward compatible); a newer major version is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.events.records import (
+    GROUP_CLOSED,
+    INSTANCE_RECEIVED,
+    INSTANCES_REMOVED,
+    JOB_FAILED,
+    JOB_SUBMITTED,
+    Envelope,
+    EventData,
+    GroupClosed,
+    GroupInstance,
+    InputOffset,
+    InstanceReceived,
+    InstancesRemoved,
+    JobFailed,
+    JobSpec,
+    JobSubmitted,
+)
+
+SCHEMA_VERSION = 1
+
+
+class EventDecodeError(ValueError):
+    """A record on a topic is not a valid event envelope (not retriable)."""
+
+
+def _instance(d: Mapping[str, Any]) -> GroupInstance:
+    return GroupInstance(
+        sop_instance_uid=d["sop_instance_uid"],
+        study_instance_uid=d["study_instance_uid"],
+        series_instance_uid=d["series_instance_uid"],
+        uri=d["uri"],
+    )
+
+
+def _instance_received(d: Mapping[str, Any]) -> InstanceReceived:
+    return InstanceReceived(
+        called_ae=d["called_ae"],
+        calling_ae=d["calling_ae"],
+        calling_host=d["calling_host"],
+        association_id=d["association_id"],
+        sop_class_uid=d["sop_class_uid"],
+        sop_instance_uid=d["sop_instance_uid"],
+        transfer_syntax_uid=d["transfer_syntax_uid"],
+        patient_id=d["patient_id"],
+        study_instance_uid=d["study_instance_uid"],
+        series_instance_uid=d["series_instance_uid"],
+        received_at=d["received_at"],
+        uri=d["uri"],
+        size=d["size"],
+        tags=d.get("tags") or {},
+    )
+
+
+def _group_closed(d: Mapping[str, Any]) -> GroupClosed:
+    return GroupClosed(
+        processor=d["processor"],
+        ae_title=d["ae_title"],
+        group_by=d["group_by"],
+        group_key=d["group_key"],
+        reason=d["reason"],
+        first_received_at=d["first_received_at"],
+        last_received_at=d["last_received_at"],
+        instances=tuple(_instance(i) for i in d["instances"]),
+        inputs=tuple(
+            InputOffset(partition=i["partition"], offset=i["offset"]) for i in d["inputs"]
+        ),
+        jobs=tuple(
+            JobSpec(
+                job_id=j["job_id"],
+                name=j["name"],
+                pipeline_name=j["pipeline_name"],
+                pipeline_id=j["pipeline_id"],
+                priority=j["priority"],
+            )
+            for j in d["jobs"]
+        ),
+        patient_id=d.get("patient_id", ""),
+    )
+
+
+def _job_submitted(d: Mapping[str, Any]) -> JobSubmitted:
+    return JobSubmitted(
+        job_id=d["job_id"],
+        name=d["name"],
+        ae_title=d["ae_title"],
+        pipeline_name=d["pipeline_name"],
+        pipeline_id=d["pipeline_id"],
+        priority=d["priority"],
+        payload_uri=d["payload_uri"],
+        instances=tuple(_instance(i) for i in d["instances"]),
+        attempt=d["attempt"],
+        platform_job_id=d.get("platform_job_id", ""),
+        group_key=d.get("group_key", ""),
+    )
+
+
+def _job_failed(d: Mapping[str, Any]) -> JobFailed:
+    return JobFailed(
+        job_id=d["job_id"], attempt=d["attempt"], error=d["error"], will_retry=d["will_retry"]
+    )
+
+
+def _instances_removed(d: Mapping[str, Any]) -> InstancesRemoved:
+    return InstancesRemoved(
+        sop_instance_uids=tuple(d["sop_instance_uids"]),
+        uris=tuple(d.get("uris", ())),
+        reason=d.get("reason", "submitted"),
+        ae_title=d.get("ae_title", ""),
+        job_ids=tuple(d.get("job_ids", ())),
+        bytes_freed=d.get("bytes_freed", 0),
+    )
+
+
+_DECODERS: dict[str, Callable[[Mapping[str, Any]], EventData]] = {
+    INSTANCE_RECEIVED: _instance_received,
+    GROUP_CLOSED: _group_closed,
+    JOB_SUBMITTED: _job_submitted,
+    JOB_FAILED: _job_failed,
+    INSTANCES_REMOVED: _instances_removed,
+}
+
+_TYPES: dict[type[Any], str] = {
+    InstanceReceived: INSTANCE_RECEIVED,
+    GroupClosed: GROUP_CLOSED,
+    JobSubmitted: JOB_SUBMITTED,
+    JobFailed: JOB_FAILED,
+    InstancesRemoved: INSTANCES_REMOVED,
+}
+
+EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
+
+
+def event_type(data: EventData) -> str:
+    """The wire ``type`` of a record."""
+    return _TYPES[type(data)]
+
+
+def envelope(
+    data: EventData, *, source: str, time_ms: int, event_id: str | None = None
+) -> Envelope:
+    """Wrap ``data`` in an envelope; ``event_id`` defaults to a fresh uuid4."""
+    return Envelope(
+        type=event_type(data),
+        version=SCHEMA_VERSION,
+        id=event_id or str(uuid.uuid4()),
+        time=time_ms,
+        source=source,
+        data=data,
+    )
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def encode(env: Envelope) -> bytes:
+    """Serialise an envelope to JSON bytes."""
+    return orjson.dumps(
+        {
+            "type": env.type,
+            "version": env.version,
+            "id": env.id,
+            "time": env.time,
+            "source": env.source,
+            "data": asdict(env.data),
+        },
+        default=_default,
+    )
+
+
+def to_dict(env: Envelope) -> dict[str, Any]:
+    """The envelope as plain JSON-compatible values (for printing and schemas)."""
+    result: dict[str, Any] = orjson.loads(encode(env))
+    return result
+
+
+def decode(raw: bytes | str) -> Envelope:
+    """Parse JSON bytes into an envelope with a typed record.
+
+    Raises :class:`EventDecodeError` naming what is wrong; never returns half an event.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"event is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise EventDecodeError("event is not a JSON object")
+    try:
+        kind = obj["type"]
+        version = obj["version"]
+        decoder = _DECODERS.get(kind)
+        if decoder is None:
+            raise EventDecodeError(f"unknown event type {kind!r} (known: {', '.join(EVENT_TYPES)})")
+        if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+            raise EventDecodeError(
+                f"event version {version!r} of {kind!r} is not supported "
+                f"(this build reads 1..{SCHEMA_VERSION}); upgrade dicom-adapter"
+            )
+        return Envelope(
+            type=kind,
+            version=version,
+            id=obj["id"],
+            time=obj["time"],
+            source=obj["source"],
+            data=decoder(obj["data"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise EventDecodeError(f"malformed event: missing or wrong field {exc}") from None
+
+
+def schema_path(kind: str) -> Path:
+    """Path of the JSON Schema file describing events of type ``kind``."""
+    if kind not in _DECODERS:
+        raise ValueError(f"unknown event type {kind!r}")
+    return Path(__file__).with_name("schemas") / f"{kind}.schema.json"
