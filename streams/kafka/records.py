@@ -1,0 +1,82 @@
+"""What the consumer bridge emits: decoded records and per-batch progress markers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.structs import TopicPartition
+
+from streams.events import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded event read from Kafka, with its position in the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    timestamp: int
+    envelope: Envelope
+
+    @property
+    def tp(self) -> TopicPartition:
+        """The record's ``TopicPartition``."""
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """Where the consumer stands on one partition after a batch.
+
+    ``position`` is the next offset to be delivered, ``highwater`` the end of the log as
+    of the last fetch (both ``None`` until the partition was fetched once).
+    """
+
+    topic: str
+    partition: int
+    position: int | None
+    highwater: int | None
+
+    @property
+    def tp(self) -> TopicPartition:
+        """The partition's ``TopicPartition``."""
+        return TopicPartition(self.topic, self.partition)
+
+    @property
+    def caught_up(self) -> bool:
+        """Everything in the log as of the last fetch has been delivered.
+
+        A processor switches the partition's clock to wall time while this holds
+        (DESIGN.md §4, "Windows are a function of the log").
+        """
+        return (
+            self.position is not None
+            and self.highwater is not None
+            and self.position >= self.highwater
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEnd:
+    """Emitted after every ``getmany`` round (also when it returned nothing).
+
+    Gives windows a regular chance to sweep and tells which partitions are caught up.
+    """
+
+    records: int
+    skipped: int
+    partitions: tuple[PartitionProgress, ...]
+
+    def progress(self, tp: TopicPartition) -> PartitionProgress | None:
+        """The progress of ``tp`` (``None`` if it is not assigned)."""
+        for entry in self.partitions:
+            if entry.topic == tp.topic and entry.partition == tp.partition:
+                return entry
+        return None
+
+    @property
+    def all_caught_up(self) -> bool:
+        """Every assigned partition is caught up (``False`` with no assignment)."""
+        return bool(self.partitions) and all(p.caught_up for p in self.partitions)
