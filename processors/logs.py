@@ -55,7 +55,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", **static: Any) -> 
     root.addHandler(handler)
     root.setLevel(level)
     # Third-party chatter stays at WARNING unless asked for DEBUG.
-    for noisy in ("aiokafka", "pynetdicom", "kafka"):
+    for noisy in ("aiokafka", "pynetdicom", "kafka", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     _handler = handler
 
