@@ -1,0 +1,1 @@
+"""Shared test helpers (real DICOM peers, datasets, Kafka readers)."""
