@@ -150,7 +150,7 @@ class AeTitleConfig(_Model):
     ae_title: AeTitle
     processor: NonEmptyStr = DEFAULT_PROCESSOR
     processor_settings: dict[str, Any] = Field(default_factory=dict, alias="processorSettings")
-    overwrite_same_instance: bool = False
+    overwrite_same_instance: bool = True
     ignored_sop_classes: tuple[NonEmptyStr, ...] = ()
 
 

@@ -1,0 +1,121 @@
+"""The pynetdicom Application Entity that serves C-ECHO and C-STORE (PS3.4 Annex A, B).
+
+Contexts and transfer-syntax choice: :mod:`streams.scp.negotiation`; admission:
+:mod:`streams.scp.gate`; the handlers: :mod:`streams.scp.handlers`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from pynetdicom import AE, evt
+
+from streams.scp.gate import AssociationGate
+from streams.scp.handlers import StoreHandler
+from streams.scp.negotiation import ABSTRACT_SYNTAXES, TRANSFER_SYNTAXES, supported_contexts
+
+log = logging.getLogger(__name__)
+
+LOCAL_AE_TITLE = "DICOM-ADAPTER"
+
+
+def build_ae(*, max_associations: int, max_pdu: int, network_timeout_s: float | None) -> Any:
+    """A pynetdicom AE (contexts come from :func:`supported_contexts` at start).
+
+    AE titles are checked by the gate, not by pynetdicom.
+    """
+    ae = AE(ae_title=LOCAL_AE_TITLE)
+    ae.maximum_associations = max_associations
+    ae.maximum_pdu_size = max_pdu
+    ae.require_called_aet = False
+    ae.network_timeout = network_timeout_s
+    return ae
+
+
+class DicomServer:
+    """A listening SCP: :meth:`start` binds (port 0 picks a free one), :meth:`stop` ends.
+
+    Runs pynetdicom's threaded server (one thread per association).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        gate: AssociationGate,
+        handler: StoreHandler,
+        max_associations: int = 25,
+        max_pdu: int = 0,
+        network_timeout_s: float | None = 60.0,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self._gate = gate
+        self._handler = handler
+        self._ae = build_ae(
+            max_associations=max_associations,
+            max_pdu=max_pdu,
+            network_timeout_s=network_timeout_s,
+        )
+        self._contexts = supported_contexts()
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (valid after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the DICOM server is not started")
+        return int(self._server.server_address[1])
+
+    def associations(self) -> list[Any]:
+        """The pynetdicom associations open right now (for health checks and tests)."""
+        return list(self._ae.active_associations)
+
+    def start(self) -> int:
+        """Bind and serve in background threads; returns the bound port."""
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._gate.on_conn_open),
+            (evt.EVT_REQUESTED, self._gate.on_requested),
+            (evt.EVT_C_ECHO, self._handler.on_echo),
+            (evt.EVT_C_STORE, self._handler.on_store),
+        ]
+        with self._lock:
+            self._server = self._ae.start_server(
+                (self.host, self.requested_port),
+                block=False,
+                evt_handlers=handlers,
+                contexts=self._contexts,
+            )
+        log.info(
+            "DICOM SCP listening on %s:%d (%d abstract syntaxes, %d transfer syntaxes)",
+            self.host,
+            self.port,
+            len(ABSTRACT_SYNTAXES),
+            len(TRANSFER_SYNTAXES),
+        )
+        return self.port
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop accepting; let open associations finish for ``grace_s``, then abort them.
+
+        Blocking: call it from a worker thread when the asyncio loop must keep running
+        (C-STORE handlers wait on it to make their events durable).
+        """
+        with self._lock:
+            server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        deadline = time.monotonic() + grace_s
+        # Readiness poll of pynetdicom's own state; there is no event to wait on.
+        while self._ae.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in self._ae.active_associations:
+            log.warning("aborting association still open at shutdown")
+            assoc.abort()
+        log.info("DICOM SCP stopped")

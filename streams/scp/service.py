@@ -1,0 +1,254 @@
+"""The SCP role as one async context manager: DICOM server, storage, durable delivery.
+
+Usage (inside a running loop)::
+
+    async with ScpService(config) as scp:
+        print(scp.port)          # the bound port (config port 0 picks a free one)
+        await stop_event.wait()
+
+Start-up opens the outbox (``<storage>/.outbox``), connects to Kafka (creating the
+topics first) — or, if the broker is unreachable, starts anyway and keeps events in the
+outbox until it is back — then listens. Shutdown stops accepting, lets open
+associations finish, and closes the publisher; events not yet in Kafka stay in the
+outbox and are published on the next start, with the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from streams.config import AdapterConfig
+from streams.errors import ConfigError
+from streams.kafka import EventPublisher, ensure_topics, topic_names
+from streams.scp.bridge import LoopBridge
+from streams.scp.delivery import Delivery, Publisher, PublisherFactory
+from streams.scp.gate import AssociationGate
+from streams.scp.handlers import AeOptions, StoreHandler, epoch_ms
+from streams.scp.outbox import Outbox
+from streams.scp.policy import AssociationPolicy
+from streams.scp.server import DicomServer
+from streams.storage import DiskUsage, SpaceGuard
+
+log = logging.getLogger(__name__)
+
+OUTBOX_DIR = ".outbox"
+
+
+def kafka_publisher_factory(
+    config: AdapterConfig, bootstrap_servers: str | None = None
+) -> PublisherFactory:
+    """Open an :class:`EventPublisher` after making sure both topics exist.
+
+    ``bootstrap_servers`` overrides ``config.kafka.bootstrap_servers`` (``--kafka``).
+    """
+    servers = bootstrap_servers or config.kafka.bootstrap_servers
+    if not servers:
+        raise ConfigError(
+            [
+                "kafka.bootstrap_servers: not set; the scp role needs a broker: pass "
+                "--kafka HOST:PORT, set kafka.bootstrap_servers or KAFKA_BOOTSTRAP_SERVERS"
+            ]
+        )
+    names = topic_names(config.kafka.topic_prefix)
+    partitions = config.kafka.partitions
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Publisher]:
+        await ensure_topics(
+            servers,
+            dict.fromkeys(names.all(), partitions),
+            config.kafka.replication_factor,
+            timeout_s=10.0,
+        )
+        async with EventPublisher(servers, client_id=f"{config.adapter_id}-scp") as publisher:
+            yield publisher
+
+    return connect
+
+
+def resolve_host(host: str) -> set[str]:
+    """Addresses a configured source host stands for (an IP, or a name's addresses)."""
+    try:
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        log.warning("source host %s does not resolve (%s); it can never match", host, exc)
+        return {host}
+    return {str(info[4][0]) for info in infos} | {host}
+
+
+def policy_from_config(config: AdapterConfig) -> AssociationPolicy:
+    """The association policy of ``config.scp`` (resolves source host names: blocking)."""
+    scp = config.scp
+    return AssociationPolicy.build(
+        (ae.ae_title for ae in scp.ae_titles),
+        reject_unknown_sources=scp.reject_unknown_sources,
+        sources=[
+            (s.ae_title, resolve_host(s.host) if s.host is not None else None) for s in scp.sources
+        ],
+    )
+
+
+def ae_options_from_config(
+    config: AdapterConfig, ae_tags: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, AeOptions]:
+    """Per-AE handler options: extra tags (from the composition root) and config flags."""
+    tags = ae_tags or {}
+    return {
+        ae.ae_title: AeOptions(
+            tags=tuple(tags.get(ae.ae_title, ())),
+            overwrite=ae.overwrite_same_instance,
+            ignored_sop_classes=frozenset(ae.ignored_sop_classes),
+        )
+        for ae in config.scp.ae_titles
+    }
+
+
+class ScpService:
+    """The SCP role (see the module docstring).
+
+    ``ae_tags`` maps a called AE title to the extra tags (8 hex digits) its processor
+    needs in ``instance.received.tags``. ``publisher_factory`` defaults to Kafka at
+    ``bootstrap_servers``, else ``config.kafka.bootstrap_servers``; ``clock`` gives
+    epoch ms; ``disk_usage`` overrides the watermark's view of the disk (tests);
+    ``durable`` fsyncs files and directories.
+    """
+
+    def __init__(
+        self,
+        config: AdapterConfig,
+        *,
+        ae_tags: Mapping[str, Sequence[str]] | None = None,
+        bootstrap_servers: str | None = None,
+        publisher_factory: PublisherFactory | None = None,
+        clock: Callable[[], int] = epoch_ms,
+        disk_usage: Callable[[Path], DiskUsage] | None = None,
+        durable: bool = True,
+        publish_timeout_s: float = 3.0,
+        shutdown_grace_s: float = 10.0,
+    ) -> None:
+        self.config = config
+        self._ae_tags = dict(ae_tags or {})
+        self._factory = publisher_factory or kafka_publisher_factory(config, bootstrap_servers)
+        self._clock = clock
+        self._disk_usage = disk_usage
+        self._durable = durable
+        self._publish_timeout = publish_timeout_s
+        self._grace = shutdown_grace_s
+        self.storage = config.storage.absolute()
+        self._outbox: Outbox | None = None
+        self._delivery: Delivery | None = None
+        self._server: DicomServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound DICOM port."""
+        if self._server is None:
+            raise RuntimeError("ScpService is not started")
+        return self._server.port
+
+    @property
+    def server(self) -> DicomServer:
+        """The listening DICOM server."""
+        if self._server is None:
+            raise RuntimeError("ScpService is not started")
+        return self._server
+
+    @property
+    def delivery(self) -> Delivery:
+        """The event delivery (direct/outbox state, :meth:`Delivery.wait_drained`)."""
+        if self._delivery is None:
+            raise RuntimeError("ScpService is not started")
+        return self._delivery
+
+    @property
+    def outbox(self) -> Outbox:
+        """The local outbox under ``<storage>/.outbox``."""
+        if self._outbox is None:
+            raise RuntimeError("ScpService is not started")
+        return self._outbox
+
+    async def start(self) -> None:
+        """Open the outbox, connect (or not) to Kafka, and listen."""
+        scp = self.config.scp
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.storage.mkdir, parents=True, exist_ok=True)
+        self._outbox = await asyncio.to_thread(
+            Outbox, self.storage / OUTBOX_DIR, durable=self._durable
+        )
+        try:
+            pending = self._outbox.pending_bytes
+            if pending:
+                log.info("outbox holds %d bytes of events from a previous run", pending)
+            self._delivery = Delivery(
+                self._factory, self._outbox, publish_timeout_s=self._publish_timeout
+            )
+            await self._delivery.__aenter__()
+            policy = await asyncio.to_thread(policy_from_config, self.config)
+            gate = AssociationGate(policy)
+            guard_kwargs = {} if self._disk_usage is None else {"usage": self._disk_usage}
+            guard = SpaceGuard(
+                self.storage,
+                watermark_percent=scp.watermark_percent,
+                reserve_space_gb=scp.reserve_space_gb,
+                **guard_kwargs,
+            )
+            handler = StoreHandler(
+                storage=self.storage,
+                gate=gate,
+                sink=LoopBridge(loop, self._delivery.deliver),
+                topic=topic_names(self.config.kafka.topic_prefix).instances,
+                source=self.config.adapter_id,
+                ae_options=ae_options_from_config(self.config, self._ae_tags),
+                guard=guard,
+                clock=self._clock,
+                durable=self._durable,
+            )
+            self._server = DicomServer(
+                host=scp.host,
+                port=scp.port,
+                gate=gate,
+                handler=handler,
+                max_associations=scp.max_associations,
+                max_pdu=scp.max_pdu,
+            )
+            await asyncio.to_thread(self._server.start)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop listening, finish open associations, close delivery and the outbox."""
+        server, self._server = self._server, None
+        if server is not None:
+            # In a thread: C-STORE handlers still need this loop to finish their delivery.
+            await asyncio.to_thread(server.stop, self._grace)
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            await delivery.aclose()
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            outbox.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,121 @@
+"""Read a few tags from a received data set without decoding the rest.
+
+The SCP needs Patient ID, Study and Series Instance UID and the extra tags an AE's
+processor asked for (e.g. a custom ``groupBy``). They are read from the encoded bytes
+as received: parsing stops after the highest wanted tag, so pixel data is never
+touched (PS3.5 §7: elements are in ascending tag order).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
+
+PATIENT_ID = 0x00100020
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+SPECIFIC_CHARACTER_SET = 0x00080005
+#: The tags every instance.received event carries.
+CORE_TAGS: tuple[int, ...] = (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID)
+
+
+class TagReadError(ValueError):
+    """The data set could not be parsed far enough to read the wanted tags."""
+
+
+def parse_tag(text: str) -> int:
+    """``"0010,0020"``, ``"(0010,0020)"`` or ``"00100020"`` → ``0x00100020``."""
+    cleaned = text.strip().strip("()").replace(",", "").replace(" ", "")
+    if len(cleaned) != 8:
+        raise ValueError(f"{text!r} is not a DICOM tag; write it as 8 hex digits, e.g. 00100020")
+    try:
+        return int(cleaned, 16)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a DICOM tag; write it as 8 hex digits, e.g. 00100020"
+        ) from None
+
+
+def format_tag(tag: int) -> str:
+    """``0x0020000D`` → ``"0020000D"`` (the form used as keys of event ``tags``)."""
+    return f"{tag:08X}"
+
+
+def _encoding(transfer_syntax_uid: str) -> tuple[bool, bool, bool]:
+    """(implicit VR, little endian, deflated) of a transfer syntax.
+
+    Unknown UIDs fall back to Explicit VR Little Endian, the encoding of every
+    compressed and most private syntaxes.
+    """
+    uid = UID(transfer_syntax_uid)
+    try:
+        return uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated
+    except ValueError:
+        return False, True, False
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(_text(v) for v in value)
+    if isinstance(value, Sequence):
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    return str(value)
+
+
+def element_text(elem: DataElement) -> str:
+    """A data element's value as one string (multiple values joined with ``\\``)."""
+    return _text(elem.value)
+
+
+def read_tags(dataset: bytes, transfer_syntax_uid: str, tags: Iterable[int]) -> dict[int, str]:
+    """Values of ``tags`` in an encoded data set, as strings; absent tags are left out.
+
+    Raises :class:`TagReadError` when the bytes cannot be parsed up to those tags.
+    """
+    wanted = sorted(set(tags))
+    if not wanted:
+        return {}
+    implicit, little, deflated = _encoding(transfer_syntax_uid)
+    try:
+        data = zlib.decompress(dataset, -zlib.MAX_WBITS) if deflated else dataset
+        last = wanted[-1]
+
+        def past_last(tag: BaseTag, vr: str | None, length: int) -> bool:
+            return bool(tag > last)
+
+        specific: list[BaseTag | int] = [Tag(t) for t in (SPECIFIC_CHARACTER_SET, *wanted)]
+        ds = read_dataset(
+            BytesIO(data), implicit, little, stop_when=past_last, specific_tags=specific
+        )
+    except Exception as exc:  # pydicom raises many kinds on malformed input
+        raise TagReadError(f"cannot read tags from the data set: {exc}") from exc
+    result: dict[int, str] = {}
+    for tag in wanted:
+        if tag in ds:
+            result[tag] = _value_text(ds, tag)
+    return result
+
+
+def _value_text(ds: Any, tag: int) -> str:
+    """The element as text; an invalid value (e.g. IS "1A") falls back to its raw bytes."""
+    try:
+        return element_text(ds[tag])
+    except Exception:
+        raw = ds.get_item(tag)
+        value = getattr(raw, "value", b"")
+        if isinstance(value, bytes | bytearray):
+            return bytes(value).decode("latin-1").rstrip("\x00 ")
+        return str(value)

