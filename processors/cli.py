@@ -17,7 +17,7 @@ from processors.logs import configure_logging
 from streams.errors import AdapterError
 
 # Modules under processors.commands, in the order their commands appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("config", "broker", "events")
+COMMAND_MODULES: tuple[str, ...] = ("config", "broker", "scp", "events", "submit", "jobs")
 
 log = logging.getLogger(__name__)
 

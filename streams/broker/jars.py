@@ -62,9 +62,7 @@ def jars_present(libs: Path, version: str = KAFKA_VERSION) -> bool:
     The folder is only ever created by an atomic rename after Maven succeeded, so the
     server jar plus the Scala runtime it needs are a sufficient sign.
     """
-    return (libs / f"kafka_2.13-{version}.jar").is_file() and any(
-        libs.glob("scala-library-*.jar")
-    )
+    return (libs / f"kafka_2.13-{version}.jar").is_file() and any(libs.glob("scala-library-*.jar"))
 
 
 def kafka_version_of(libs: Path) -> str | None:

@@ -19,6 +19,7 @@ GROUP_CLOSED = "group.closed"
 JOB_SUBMITTED = "job.submitted"
 JOB_FAILED = "job.failed"
 INSTANCES_REMOVED = "instances.removed"
+JOB_RETRY_REQUESTED = "job.retry_requested"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,20 @@ class JobFailed:
     attempt: int
     error: str
     will_retry: bool
+    retry_at: int = 0  # epoch ms of the next attempt when ``will_retry``; 0 otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class JobRetryRequested:
+    """An operator asked to re-submit a dead-lettered job (``dicom-adapter jobs retry``).
+
+    Written on the jobs topic with the job's key, so the submitter that owns the job's
+    partition picks it up; it gives the job one more round of ``max_attempts`` attempts.
+    """
+
+    job_id: str
+    requested_by: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +143,12 @@ class InstancesRemoved:
     ae_title: str = ""
     job_ids: tuple[str, ...] = ()
     bytes_freed: int = 0
+    group_event_id: str = ""  # envelope id of the group.closed whose files these were
 
 
-EventData = InstanceReceived | GroupClosed | JobSubmitted | JobFailed | InstancesRemoved
+EventData = (
+    InstanceReceived | GroupClosed | JobSubmitted | JobFailed | InstancesRemoved | JobRetryRequested
+)
 
 
 @dataclass(frozen=True, slots=True)

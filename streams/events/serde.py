@@ -24,6 +24,7 @@ from streams.events.records import (
     INSTANCE_RECEIVED,
     INSTANCES_REMOVED,
     JOB_FAILED,
+    JOB_RETRY_REQUESTED,
     JOB_SUBMITTED,
     Envelope,
     EventData,
@@ -33,6 +34,7 @@ from streams.events.records import (
     InstanceReceived,
     InstancesRemoved,
     JobFailed,
+    JobRetryRequested,
     JobSpec,
     JobSubmitted,
 )
@@ -117,7 +119,19 @@ def _job_submitted(d: Mapping[str, Any]) -> JobSubmitted:
 
 def _job_failed(d: Mapping[str, Any]) -> JobFailed:
     return JobFailed(
-        job_id=d["job_id"], attempt=d["attempt"], error=d["error"], will_retry=d["will_retry"]
+        job_id=d["job_id"],
+        attempt=d["attempt"],
+        error=d["error"],
+        will_retry=d["will_retry"],
+        retry_at=d.get("retry_at", 0),
+    )
+
+
+def _job_retry_requested(d: Mapping[str, Any]) -> JobRetryRequested:
+    return JobRetryRequested(
+        job_id=d["job_id"],
+        requested_by=d.get("requested_by", ""),
+        reason=d.get("reason", ""),
     )
 
 
@@ -129,6 +143,7 @@ def _instances_removed(d: Mapping[str, Any]) -> InstancesRemoved:
         ae_title=d.get("ae_title", ""),
         job_ids=tuple(d.get("job_ids", ())),
         bytes_freed=d.get("bytes_freed", 0),
+        group_event_id=d.get("group_event_id", ""),
     )
 
 
@@ -138,6 +153,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], EventData]] = {
     JOB_SUBMITTED: _job_submitted,
     JOB_FAILED: _job_failed,
     INSTANCES_REMOVED: _instances_removed,
+    JOB_RETRY_REQUESTED: _job_retry_requested,
 }
 
 _TYPES: dict[type[Any], str] = {
@@ -146,6 +162,7 @@ _TYPES: dict[type[Any], str] = {
     JobSubmitted: JOB_SUBMITTED,
     JobFailed: JOB_FAILED,
     InstancesRemoved: INSTANCES_REMOVED,
+    JobRetryRequested: JOB_RETRY_REQUESTED,
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)

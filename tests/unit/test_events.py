@@ -127,7 +127,13 @@ def test_wire_form_is_the_documented_envelope() -> None:
         "id": "e-1",
         "time": 1732800000123,
         "source": "adapter-1",
-        "data": {"job_id": "j1", "attempt": 2, "error": "HTTP 503", "will_retry": True},
+        "data": {
+            "job_id": "j1",
+            "attempt": 2,
+            "error": "HTTP 503",
+            "will_retry": True,
+            "retry_at": 0,
+        },
     }
 
 

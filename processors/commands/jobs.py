@@ -1,0 +1,248 @@
+"""``dicom-adapter jobs [list|show JOB_ID|retry JOB_ID]`` — the auditor's view of jobs.
+
+Built by replaying ``<prefix>.jobs`` from the beginning with a group-less consumer (it
+never joins or commits a consumer group) and folding it with the submitter's own fold
+(:mod:`processors.submit.state`). ``retry`` writes a ``job.retry_requested`` event for a
+dead-lettered job; the submitter owning the job's partition picks it up and gives the
+job another round of ``submitter.max_attempts`` attempts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+import sys
+import time
+from typing import Any, TextIO
+
+import orjson
+
+from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
+from processors.ledgerio import replay
+from processors.submit.state import JobLedger, JobState, fold
+from streams.errors import UsageError
+from streams.events import JobRetryRequested, envelope
+from streams.kafka import EventPublisher, topic_names
+
+
+def register(subparsers: Any) -> None:
+    """Add ``jobs`` to the CLI."""
+    parser = subparsers.add_parser(
+        "jobs",
+        help="list jobs, show one, or retry a dead-lettered one (replays the jobs topic)",
+        description=(
+            "The jobs ledger as an auditor sees it: state (pending, failed = retrying, "
+            "dead = dead-lettered, submitted), attempts, priority and timings, rebuilt by "
+            "replaying <prefix>.jobs. 'retry JOB_ID' asks the submitter to re-submit a "
+            "dead-lettered job."
+        ),
+    )
+    add_kafka_arguments(parser)
+    parser.add_argument(
+        "action", nargs="?", default="list", choices=["list", "show", "retry"], help="default: list"
+    )
+    parser.add_argument("job_id", nargs="?", metavar="JOB_ID", help="for show and retry")
+    parser.add_argument("--json", action="store_true", help="JSON output (one job per line)")
+    parser.add_argument(
+        "--state",
+        choices=["pending", "failed", "dead", "submitted"],
+        help="list only jobs in this state",
+    )
+    parser.add_argument("--reason", default="", help="retry: why, for the audit trail")
+    parser.set_defaults(handler=run_jobs)
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """Handler of ``jobs``; returns the exit code."""
+    if args.action in ("show", "retry") and not args.job_id:
+        raise UsageError(f"jobs {args.action} needs a JOB_ID (see 'dicom-adapter jobs list')")
+    if args.action == "list" and args.job_id:
+        raise UsageError(f"jobs list takes no JOB_ID; use 'dicom-adapter jobs show {args.job_id}'")
+    config = load_settings(args)
+    bootstrap = resolve_bootstrap(args, config)
+    topic = topic_names(config.kafka.topic_prefix).jobs
+    ledger = asyncio.run(load_ledger(bootstrap, topic))
+    out = sys.stdout
+    if args.action == "list":
+        print_list(ledger, out, as_json=args.json, state=args.state)
+        return 0
+    job = ledger.get(args.job_id)
+    if job is None:
+        raise UsageError(f"no job {args.job_id} in {topic}; see 'dicom-adapter jobs list'")
+    if args.action == "show":
+        print_job(job, out, as_json=args.json)
+        return 0
+    if job.status != "dead":
+        raise UsageError(
+            f"job {job.job_id} is {describe(job)}, not dead-lettered; only dead-lettered "
+            "jobs can be retried"
+        )
+    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    asyncio.run(request_retry(bootstrap, topic, job, requested_by=who, reason=args.reason))
+    print(
+        f"retry requested for job {job.job_id} (attempts so far: {job.attempts}); the "
+        "submitter picks it up — follow it with 'dicom-adapter jobs show "
+        f"{job.job_id}'",
+        file=out,
+    )
+    return 0
+
+
+async def load_ledger(bootstrap: str, topic: str) -> JobLedger:
+    """Replay ``topic`` and fold it."""
+    records = await replay(bootstrap, topic)
+    return fold((r.key, r.envelope) for r in records)
+
+
+async def request_retry(
+    bootstrap: str, topic: str, job: JobState, *, requested_by: str, reason: str = ""
+) -> None:
+    """Write ``job.retry_requested`` with the job's key (acks=all)."""
+    record = JobRetryRequested(job.job_id, requested_by=requested_by, reason=reason)
+    env = envelope(record, source="dicom-adapter-jobs", time_ms=int(time.time() * 1000))
+    async with EventPublisher(bootstrap, client_id="dicom-adapter-jobs") as publisher:
+        await publisher.publish(topic, job.key, env)
+
+
+def describe(job: JobState) -> str:
+    """``submitted``, ``pending``, ``failed (retrying)`` or ``dead``."""
+    return {"failed": "failed (retrying)"}.get(job.status, job.status)
+
+
+def summary(job: JobState) -> dict[str, Any]:
+    """The JSON fields of a job in ``jobs list --json`` (no instance list)."""
+    return {
+        "job_id": job.job_id,
+        "state": job.status,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "ae_title": job.ae_title,
+        "pipeline_name": job.pipeline_name,
+        "pipeline_id": job.pipeline_id,
+        "name": job.name,
+        "group_key": job.group_key,
+        "instances": len(job.instances),
+        "queued_at": job.queued_at or None,
+        "submitted_at": job.submitted_at or None,
+        "last_failed_at": job.last_failed_at or None,
+        "retry_at": job.retry_at or None,
+        "last_error": job.last_error or None,
+        "platform_job_id": job.platform_job_id or None,
+        "payload_uri": job.payload_uri or None,
+        "retry_requests": job.retry_requests,
+        "files_removed_at": job.files_removed_at or None,
+        "first_received_at": job.first_received_at or None,
+        "last_received_at": job.last_received_at or None,
+    }
+
+
+def detail(job: JobState) -> dict[str, Any]:
+    """Everything about one job (``jobs show --json``)."""
+    return {
+        **summary(job),
+        "key": job.key,
+        "group_event_id": job.group_event_id,
+        "instances": [
+            {
+                "sop_instance_uid": i.sop_instance_uid,
+                "study_instance_uid": i.study_instance_uid,
+                "series_instance_uid": i.series_instance_uid,
+                "uri": i.uri,
+            }
+            for i in job.instances
+        ],
+        "history": [
+            {"time": h.time, "event": h.event, "attempt": h.attempt, "detail": h.detail}
+            for h in job.history
+        ],
+    }
+
+
+_COLUMNS = ("JOB ID", "STATE", "PRIORITY", "ATT", "AE", "PIPELINE", "QUEUED", "DONE", "WAIT")
+
+
+def print_list(ledger: JobLedger, out: TextIO, *, as_json: bool, state: str | None) -> None:
+    """All jobs, oldest first; human columns carry no patient data."""
+    jobs = sorted(ledger, key=lambda j: (j.queued_at, j.job_id))
+    if state:
+        jobs = [j for j in jobs if j.status == state]
+    if as_json:
+        for job in jobs:
+            out.write(orjson.dumps(summary(job)).decode() + "\n")
+        return
+    rows = [_COLUMNS] + [_row(j) for j in jobs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _row(job: JobState) -> tuple[str, ...]:
+    done = job.submitted_at or (job.last_failed_at if job.status == "dead" else 0)
+    wait = _duration(done - job.queued_at) if done and job.queued_at else "-"
+    return (
+        job.job_id,
+        describe(job),
+        job.priority,
+        str(job.attempts),
+        job.ae_title or "-",
+        job.pipeline_name or "-",
+        when(job.queued_at),
+        when(done),
+        wait,
+    )
+
+
+def print_job(job: JobState, out: TextIO, *, as_json: bool) -> None:
+    """One job with its timeline; the human form leaves out patient data."""
+    if as_json:
+        out.write(orjson.dumps(detail(job)).decode() + "\n")
+        return
+    lines = [
+        ("job", job.job_id),
+        ("state", describe(job)),
+        ("name", job.name or "-"),
+        ("ae title", job.ae_title or "-"),
+        ("pipeline", f"{job.pipeline_name} ({job.pipeline_id})"),
+        ("priority", job.priority),
+        ("attempts", str(job.attempts)),
+        ("instances", str(len(job.instances))),
+        ("first received", when(job.first_received_at)),
+        ("last received", when(job.last_received_at)),
+        ("queued", when(job.queued_at)),
+        ("submitted", when(job.submitted_at)),
+        ("platform job id", job.platform_job_id or "-"),
+        ("payload", job.payload_uri or "-"),
+        ("next retry", when(job.retry_at)),
+        ("last error", job.last_error or "-"),
+        ("files removed", when(job.files_removed_at)),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for name, value in lines:
+        out.write(f"{name.ljust(width)}  {value}\n")
+    out.write("history:\n")
+    for h in job.history:
+        attempt = f" attempt={h.attempt}" if h.attempt else ""
+        note = f" {h.detail}" if h.detail else ""
+        out.write(f"  {when(h.time)} {h.event}{attempt}{note}\n")
+
+
+def when(epoch_ms: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` or ``-`` for 0."""
+    if not epoch_ms:
+        return "-"
+    seconds, millis = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def _duration(ms: int) -> str:
+    if ms < 1000:
+        return f"{max(ms, 0)}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

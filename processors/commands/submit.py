@@ -1,0 +1,62 @@
+"""``dicom-adapter submit`` — run the submitter and the reclaimer alone (scale-out role).
+
+Consumes ``<prefix>.jobs`` until SIGINT/SIGTERM: stages payloads, hands jobs to the
+configured platform (``submitter.kind``), writes ``job.submitted``/``job.failed``, and
+deletes the instance files of groups whose jobs are all submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
+from processors.submit.role import run_submit_role
+from streams.config import AdapterConfig
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``submit`` to the CLI."""
+    parser = subparsers.add_parser(
+        "submit",
+        help="run the job submitter and storage reclaimer until Ctrl-C",
+        description=(
+            "Submit the jobs of closed groups to the pipeline platform (submitter.kind: "
+            "kafka or http), retry with backoff, dead-letter what keeps failing, and "
+            "delete instance files once every job of their group is submitted. Runs "
+            "until SIGINT or SIGTERM."
+        ),
+    )
+    add_kafka_arguments(parser)
+    parser.add_argument(
+        "--no-reclaim",
+        action="store_true",
+        help="do not delete instance files or expire payloads (another process does)",
+    )
+    parser.set_defaults(handler=run_submit)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    """Handler of ``submit``; returns the exit code."""
+    config = load_settings(args)
+    bootstrap = resolve_bootstrap(args, config)
+    return asyncio.run(_main(config, bootstrap, reclaim=not args.no_reclaim))
+
+
+async def _main(config: AdapterConfig, bootstrap: str, *, reclaim: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_submit_role(config, bootstrap, stop, reclaim=reclaim)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("submit role stopped")
+    return 0

@@ -1,0 +1,219 @@
+"""The reclaimer role: delete the files of submitted groups, expire payload folders.
+
+A :class:`~processors.ledgerio.follower.LedgerHandler` with its own consumer group. It folds
+``<prefix>.jobs`` into a :class:`~processors.reclaim.state.ReclaimLedger`; once a
+partition's history is read it reclaims every ready group of the partition, then each
+group as it becomes ready. Files go first, then ``instances.removed`` is written (a crash
+in between repeats the deletion, which finds the files gone, and writes the event once).
+
+Other roles ask for files to be removed by writing a ``group.closed`` with no jobs (for
+instance with ``reason="ignored"`` for instances a processor skipped): the group is ready
+at once and its files are reclaimed like any other — through the ledger, so the request
+survives crashes and shows in the audit trail (docs/submitters.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from processors.ledgerio.publish import Publisher
+from processors.reclaim.files import delete_instances
+from processors.reclaim.state import PAYLOAD_EXPIRED, ExpiredPayload, GroupFiles, ReclaimLedger
+from processors.submit.staging import remove_payload
+from streams.errors import BrokerError
+from streams.events import Envelope, GroupClosed, InstancesRemoved, JobSubmitted, envelope
+
+log = logging.getLogger(__name__)
+
+
+class ReclaimService:
+    """Reclaim storage as jobs get submitted; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        storage: Path,
+        publisher: Publisher,
+        topic: str,
+        source: str,
+        payload_retention_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        sweep_interval_s: float = 60.0,
+    ) -> None:
+        self.storage = storage
+        self.publisher = publisher
+        self.topic = topic
+        self.source = source
+        self.retention_ms = round(payload_retention_s * 1000)
+        self.clock = clock
+        self.sweep_interval_s = sweep_interval_s
+        self.ledger = ReclaimLedger()
+        self._owned: set[int] = set()
+        self._live: set[int] = set()
+        self._partition_of_group: dict[str, int] = {}
+        self._partition_of_job: dict[str, int] = {}
+        self._queue: asyncio.Queue[GroupFiles] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._position: dict[int, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- LedgerHandler -------------------------------------------------------------------
+
+    def assigned(self, partitions: frozenset[int]) -> None:
+        """Start folding these partitions from their beginning."""
+        self._owned |= partitions
+        self._live -= partitions
+
+    async def revoked(self, partitions: frozenset[int]) -> None:
+        """Stop acting for these partitions once the current deletion is written."""
+        self._owned -= partitions
+        self._live -= partitions
+        await self._idle.wait()
+        for p in partitions:
+            self._position.pop(p, None)
+
+    def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
+        """Fold one event; queue groups that became ready on a live partition."""
+        self._position[partition] = offset + 1
+        for group in self.ledger.apply(key, env):
+            self._partition_of_group[group.group_id] = partition
+            if partition in self._live:
+                self._enqueue(group)
+        if isinstance(env.data, GroupClosed):
+            self._partition_of_group.setdefault(env.id, partition)
+        elif isinstance(env.data, JobSubmitted):
+            self._partition_of_job.setdefault(env.data.job_id, partition)
+
+    def caught_up(self, partition: int) -> None:
+        """History read: queue every ready group of the partition."""
+        self._live.add(partition)
+        for group in self.ledger.ready():
+            if self._partition_of_group.get(group.group_id) == partition:
+                self._enqueue(group)
+
+    def committable(self, partition: int) -> int | None:
+        """Everything folded: the reclaimer rebuilds from the ledger, commits are for lag."""
+        if self._queued:
+            return None
+        return self._position.get(partition)
+
+    # -- work ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reclaim queued groups and sweep expired payloads until ``stop``."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._reclaim_loop(stop))
+            if self.retention_ms > 0:
+                tasks.create_task(self._sweep_loop(stop))
+
+    async def _reclaim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            getter = asyncio.ensure_future(self._queue.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+                return
+            group = getter.result()
+            self._idle.clear()
+            try:
+                await self.reclaim(group, stop)
+            finally:
+                self._queued.discard(group.group_id)
+                self._idle.set()
+
+    async def reclaim(self, group: GroupFiles, stop: asyncio.Event) -> InstancesRemoved | None:
+        """Delete one ready group's files and write ``instances.removed``."""
+        if group.reclaimed or self._partition_of_group.get(group.group_id) not in self._live:
+            return None
+        plan = self.ledger.plan(group)
+        result = await asyncio.to_thread(
+            delete_instances, self.storage, plan.delete, not_after_ms=group.last_received_at
+        )
+        event = InstancesRemoved(
+            sop_instance_uids=tuple(i.sop_instance_uid for i in result.removed),
+            uris=tuple(i.uri for i in result.removed),
+            reason="submitted" if group.job_ids else (group.reason or "ignored"),
+            ae_title=group.ae_title,
+            job_ids=group.job_ids,
+            bytes_freed=result.bytes_freed,
+            group_event_id=group.group_id,
+        )
+        env = envelope(event, source=self.source, time_ms=int(self.clock() * 1000))
+        if not await self._publish(group.key, env, stop):
+            return None
+        self.ledger.apply(group.key, env)
+        log.info(
+            "reclaimed %d file(s), %d bytes, of a group of %s (%d held for other groups, "
+            "%d rewritten since, %d refused)",
+            len(result.removed), result.bytes_freed, group.ae_title, len(plan.held),
+            len(result.rewritten), len(result.refused),
+        )  # fmt: skip
+        return event
+
+    async def sweep(self, stop: asyncio.Event) -> int:
+        """Remove payload folders past retention; returns how many were removed."""
+        now_ms = int(self.clock() * 1000)
+        done = 0
+        for expired in self.ledger.expired_payloads(now_ms, self.retention_ms):
+            if stop.is_set():
+                break
+            if self._partition_of_job.get(expired.job_id) not in self._live:
+                continue  # another reclaimer owns it, or its history is still being read
+            if await self._expire(expired, stop):
+                done += 1
+        return done
+
+    async def _expire(self, expired: ExpiredPayload, stop: asyncio.Event) -> bool:
+        try:
+            files, freed = await asyncio.to_thread(remove_payload, self.storage, expired.job_id)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot remove the payload of job %s: %s", expired.job_id, exc)
+            return False
+        event = InstancesRemoved(
+            sop_instance_uids=expired.sop_instance_uids,
+            uris=(expired.payload_uri,),
+            reason=PAYLOAD_EXPIRED,
+            job_ids=(expired.job_id,),
+            bytes_freed=freed,
+        )
+        env = envelope(event, source=self.source, time_ms=int(self.clock() * 1000))
+        if not await self._publish(expired.key, env, stop):
+            return False
+        self.ledger.apply(expired.key, env)
+        log.info("payload of job %s expired: %d file(s), %d bytes", expired.job_id, files, freed)
+        return True
+
+    async def _sweep_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.sweep(stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.sweep_interval_s)
+
+    async def _publish(self, key: str, env: Envelope, stop: asyncio.Event) -> bool:
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self.publisher.publish(self.topic, key, env)
+                return True
+            except BrokerError as exc:
+                log.warning("cannot write %s, retrying in %.1f s: %s", env.type, delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    def _enqueue(self, group: GroupFiles) -> None:
+        if group.group_id in self._queued or group.reclaimed:
+            return
+        self._queued.add(group.group_id)
+        self._queue.put_nowait(group)

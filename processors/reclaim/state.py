@@ -1,0 +1,164 @@
+"""What the reclaimer may delete, folded from ``<prefix>.jobs`` (pure; no I/O, no clock).
+
+A group's instance files may go once **every** job of the group is submitted (a group
+without jobs — e.g. instances a processor ignored — at once), and a file is kept while
+any other group that lists the same file still has a job that is not submitted. Dead-
+lettered jobs keep their files for an operator (Clara deleted them after three failed
+attempts, reference §2.5; we never do). ``instances.removed`` events close a group, so a
+restart neither deletes twice nor writes the event twice.
+
+Payload folders expire ``retention`` after their job was submitted (0 = kept forever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from streams.events import Envelope, GroupClosed, GroupInstance, InstancesRemoved, JobSubmitted
+
+PAYLOAD_EXPIRED = "payload_expired"
+
+
+@dataclass(slots=True)
+class GroupFiles:
+    """One closed group as far as its files are concerned."""
+
+    group_id: str  # envelope id of the group.closed
+    key: str
+    ae_title: str
+    reason: str
+    instances: tuple[GroupInstance, ...]
+    job_ids: tuple[str, ...]
+    last_received_at: int
+    waiting: set[str] = field(default_factory=set)  # jobs not yet submitted
+    reclaimed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimPlan:
+    """Files of one group to delete now, and files held back by unfinished groups."""
+
+    group: GroupFiles
+    delete: tuple[GroupInstance, ...]
+    held: tuple[GroupInstance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredPayload:
+    """A submitted job whose payload folder is past retention."""
+
+    job_id: str
+    key: str
+    payload_uri: str
+    sop_instance_uids: tuple[str, ...]
+    submitted_at: int
+
+
+@dataclass(slots=True)
+class _Submitted:
+    key: str
+    submitted_at: int
+    payload_uri: str
+    sop_instance_uids: tuple[str, ...]
+
+
+class ReclaimLedger:
+    """The fold; :meth:`apply` returns the groups that became ready to reclaim."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, GroupFiles] = {}
+        self._groups_of_job: dict[str, set[str]] = {}
+        self._groups_of_uri: dict[str, set[str]] = {}  # unreclaimed groups per file
+        self._submitted: dict[str, _Submitted] = {}
+        self._payload_removed: set[str] = set()
+
+    def apply(self, key: str, env: Envelope) -> tuple[GroupFiles, ...]:
+        """Fold one event; returns groups that are now ready (all jobs submitted)."""
+        data = env.data
+        if isinstance(data, GroupClosed):
+            return tuple(self._group_closed(key, env, data))
+        if isinstance(data, JobSubmitted):
+            return tuple(self._job_submitted(key, env, data))
+        if isinstance(data, InstancesRemoved):
+            self._removed(data)
+        return ()
+
+    def ready(self) -> Iterator[GroupFiles]:
+        """Every group whose jobs are all submitted and whose files are not reclaimed."""
+        return (g for g in self.groups.values() if not g.waiting and not g.reclaimed)
+
+    def plan(self, group: GroupFiles) -> ReclaimPlan:
+        """Split a ready group's files into deletable ones and ones another group needs."""
+        delete: list[GroupInstance] = []
+        held: list[GroupInstance] = []
+        for instance in group.instances:
+            others = self._groups_of_uri.get(instance.uri, set()) - {group.group_id}
+            if any(self.groups[g].waiting for g in others):
+                held.append(instance)
+            else:
+                delete.append(instance)
+        return ReclaimPlan(group, tuple(delete), tuple(held))
+
+    def expired_payloads(self, now_ms: int, retention_ms: int) -> list[ExpiredPayload]:
+        """Submitted jobs whose payload is older than ``retention_ms`` (0: none ever)."""
+        if retention_ms <= 0:
+            return []
+        return [
+            ExpiredPayload(job_id, s.key, s.payload_uri, s.sop_instance_uids, s.submitted_at)
+            for job_id, s in self._submitted.items()
+            if job_id not in self._payload_removed
+            and s.payload_uri
+            and now_ms - s.submitted_at >= retention_ms
+        ]
+
+    def _group_closed(self, key: str, env: Envelope, data: GroupClosed) -> Iterator[GroupFiles]:
+        if env.id in self.groups:
+            return
+        job_ids = tuple(j.job_id for j in data.jobs)
+        group = GroupFiles(
+            group_id=env.id,
+            key=key,
+            ae_title=data.ae_title,
+            reason=data.reason,
+            instances=data.instances,
+            job_ids=job_ids,
+            last_received_at=data.last_received_at,
+            waiting={j for j in job_ids if j not in self._submitted},
+        )
+        self.groups[env.id] = group
+        for job_id in job_ids:
+            self._groups_of_job.setdefault(job_id, set()).add(env.id)
+        for instance in data.instances:
+            self._groups_of_uri.setdefault(instance.uri, set()).add(env.id)
+        if not group.waiting:
+            yield group
+
+    def _job_submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[GroupFiles]:
+        if data.job_id in self._submitted:
+            return
+        self._submitted[data.job_id] = _Submitted(
+            key, env.time, data.payload_uri, tuple(i.sop_instance_uid for i in data.instances)
+        )
+        for group_id in sorted(self._groups_of_job.get(data.job_id, ())):
+            group = self.groups[group_id]
+            if data.job_id in group.waiting:
+                group.waiting.discard(data.job_id)
+                if not group.waiting and not group.reclaimed:
+                    yield group
+
+    def _removed(self, data: InstancesRemoved) -> None:
+        if data.reason == PAYLOAD_EXPIRED:
+            self._payload_removed.update(data.job_ids)
+            return
+        group = self.groups.get(data.group_event_id)
+        if group is None or group.reclaimed:
+            return
+        group.reclaimed = True
+        for instance in group.instances:
+            refs = self._groups_of_uri.get(instance.uri)
+            if refs is not None:
+                refs.discard(group.group_id)
+                if not refs:
+                    del self._groups_of_uri[instance.uri]
+        group.instances = ()  # nothing left to plan; keep the fold small

@@ -1,0 +1,157 @@
+"""The ``submit`` role: submitter and reclaimer wired to Kafka (also used by ``run``).
+
+Both follow ``<prefix>.jobs`` in their own consumer groups — ``<prefix>.submitter`` and
+``<prefix>.reclaimer``, shared by every adapter on the bus so that each job has exactly
+one owner — and write with one acks=all publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from processors.ledgerio import LedgerFollower
+from processors.reclaim.service import ReclaimService
+from processors.submit.backoff import RetryPolicy
+from processors.submit.clients import make_platform
+from processors.submit.service import SubmitService
+from streams.config import AdapterConfig
+from streams.errors import AdapterError
+from streams.kafka import EventPublisher, ensure_topics, topic_names
+
+log = logging.getLogger(__name__)
+
+_Part = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def submitter_group(prefix: str) -> str:
+    """Consumer group of every submitter on the bus."""
+    return f"{prefix}.submitter"
+
+
+def reclaimer_group(prefix: str) -> str:
+    """Consumer group of every reclaimer on the bus."""
+    return f"{prefix}.reclaimer"
+
+
+def storage_root(config: AdapterConfig) -> Path:
+    """The absolute storage folder (instance URIs are absolute paths below it)."""
+    return Path(os.path.abspath(config.storage))
+
+
+def retry_policy(config: AdapterConfig) -> RetryPolicy:
+    """The retry policy of ``submitter.*``."""
+    sub = config.submitter
+    return RetryPolicy(sub.max_attempts, sub.backoff_initial_s, sub.backoff_max_s)
+
+
+async def run_submit_role(
+    config: AdapterConfig,
+    bootstrap: str,
+    stop: asyncio.Event,
+    *,
+    reclaim: bool = True,
+    aging_s: float = 60.0,
+    clock: Callable[[], float] = time.time,
+    rand: Callable[[], float] = random.random,
+) -> None:
+    """Run until ``stop`` is set. Raises the first :class:`AdapterError` of any part."""
+    prefix = config.kafka.topic_prefix
+    jobs_topic = topic_names(prefix).jobs
+    storage = storage_root(config)
+    await ensure_topics(
+        bootstrap, {jobs_topic: config.kafka.partitions}, config.kafka.replication_factor
+    )
+    platform = make_platform(config.submitter)
+    try:
+        async with EventPublisher(bootstrap, client_id=f"{config.adapter_id}-submit") as pub:
+            submitter = SubmitService(
+                storage=storage,
+                platform=platform,
+                publisher=pub,
+                topic=jobs_topic,
+                policy=retry_policy(config),
+                source=config.adapter_id,
+                clock=clock,
+                rand=rand,
+                aging_s=aging_s,
+            )
+            parts: list[tuple[str, _Part]] = [
+                ("submitter", submitter.run),
+                (
+                    "submitter ledger",
+                    LedgerFollower(
+                        bootstrap_servers=bootstrap,
+                        topic=jobs_topic,
+                        group_id=submitter_group(prefix),
+                        handler=submitter,
+                        client_id=f"{config.adapter_id}-submit",
+                    ).run,
+                ),
+            ]
+            if reclaim:
+                reclaimer = ReclaimService(
+                    storage=storage,
+                    publisher=pub,
+                    topic=jobs_topic,
+                    source=config.adapter_id,
+                    payload_retention_s=config.submitter.payload_retention_hours * 3600,
+                    clock=clock,
+                )
+                parts += [
+                    ("reclaimer", reclaimer.run),
+                    (
+                        "reclaimer ledger",
+                        LedgerFollower(
+                            bootstrap_servers=bootstrap,
+                            topic=jobs_topic,
+                            group_id=reclaimer_group(prefix),
+                            handler=reclaimer,
+                            client_id=f"{config.adapter_id}-reclaim",
+                        ).run,
+                    ),
+                ]
+            log.info(
+                "submit role: platform %s, topic %s, storage %s, reclaimer %s",
+                platform.name, jobs_topic, storage, "on" if reclaim else "off",
+            )  # fmt: skip
+            await _run_all(parts, stop)
+    finally:
+        await platform.aclose()
+
+
+async def _run_all(parts: list[tuple[str, _Part]], stop: asyncio.Event) -> None:
+    """Run every part; the first failure stops the others and is re-raised as itself."""
+
+    async def guarded(name: str, part: _Part) -> None:
+        try:
+            await part(stop)
+        except BaseException:
+            log.debug("%s stopped by an error; stopping the role", name)
+            stop.set()
+            raise
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for name, part in parts:
+                group.create_task(guarded(name, part))
+    except BaseExceptionGroup as eg:
+        for exc in _leaves(eg):
+            if isinstance(exc, AdapterError):
+                raise exc from None
+        raise
+
+
+def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in eg.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out

@@ -1,0 +1,292 @@
+"""The submitter role: ``group.closed`` → staged payload → platform → ``job.submitted``.
+
+It is a :class:`~processors.ledgerio.follower.LedgerHandler`: every event of ``<prefix>.jobs``
+is folded into a :class:`~processors.submit.state.JobLedger`; once a partition's history
+is read, every open job of that partition (pending, or failed and due for a retry) goes
+into the :class:`~processors.submit.queue.JobQueue`, and so does each new one. Workers take
+jobs by priority, stage the payload, call the platform and write the outcome event with
+``acks=all``; the event is folded at once, so a job is never tried twice for one outcome.
+An offset is committable only when every job its record opened has a final outcome
+(submitted or dead-lettered).
+
+Never submitted twice: the ledger is rebuilt before acting, the job id is the idempotency
+key (a crash between the platform's answer and the event re-sends the same key), and a
+revoked partition's in-flight attempts finish and write their event before the partition
+is handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from processors.ledgerio.publish import Publisher
+from processors.submit.backoff import RetryPolicy
+from processors.submit.decide import decide
+from processors.submit.platform import PlatformClient, PlatformJob, SubmitOutcome
+from processors.submit.queue import JobQueue
+from processors.submit.staging import StagingError, payload_dir, stage_payload
+from processors.submit.state import JobLedger, JobState
+from streams.errors import BrokerError
+from streams.events import Envelope, GroupClosed, GroupInstance, JobRetryRequested, envelope
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class SubmitService:
+    """Submit the jobs of ``<prefix>.jobs``; see the module docstring.
+
+    ``clock`` returns epoch seconds and ``rand`` a float in ``[0, 1)``; both are injected
+    so tests can pin them.
+    """
+
+    def __init__(
+        self,
+        *,
+        storage: Path,
+        platform: PlatformClient,
+        publisher: Publisher,
+        topic: str,
+        policy: RetryPolicy,
+        source: str,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        aging_s: float = 60.0,
+        concurrency: int = 1,
+    ) -> None:
+        self.storage = storage
+        self.platform = platform
+        self.publisher = publisher
+        self.topic = topic
+        self.policy = policy
+        self.source = source
+        self.clock = clock
+        self.rand = rand
+        self.concurrency = max(1, concurrency)
+        self.ledger = JobLedger()
+        self.queue = JobQueue(aging_s)
+        self._partition_of: dict[str, int] = {}
+        self._owned: set[int] = set()
+        self._live: set[int] = set()
+        self._inflight: dict[str, asyncio.Event] = {}  # job id -> set when the attempt ends
+        # open job -> (partition, offset of the record that opened it); kept across
+        # rebalances, so a replay that changes nothing leaves it right
+        self._opened_by: dict[str, tuple[int, int]] = {}
+        self._position: dict[int, int] = {}
+        self._wake = asyncio.Event()
+
+    # -- LedgerHandler -------------------------------------------------------------------
+
+    def assigned(self, partitions: frozenset[int]) -> None:
+        """Start folding these partitions from their beginning."""
+        self._owned |= partitions
+        self._live -= partitions
+        for p in partitions:
+            self._position.pop(p, None)
+
+    async def revoked(self, partitions: frozenset[int]) -> None:
+        """Drop waiting jobs of these partitions; let their in-flight attempts finish."""
+        self._owned -= partitions
+        self._live -= partitions
+        for job_id, p in self._partition_of.items():
+            if p in partitions:
+                self.queue.remove(job_id)
+        running = [e for j, e in self._inflight.items() if self._partition_of.get(j) in partitions]
+        for done in running:
+            await done.wait()
+        for p in partitions:
+            self._position.pop(p, None)
+
+    def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
+        """Fold one event; schedule the jobs it opened once the partition is live."""
+        self._position[partition] = offset + 1
+        changed = self.ledger.apply(key, env)
+        if isinstance(env.data, GroupClosed | JobRetryRequested):
+            for state in changed:
+                if state.is_open:
+                    self._opened_by[state.job_id] = (partition, offset)
+        self._after_change(partition, changed)
+
+    def caught_up(self, partition: int) -> None:
+        """History read: queue every open job of the partition."""
+        self._live.add(partition)
+        opened = 0
+        for job_id, p in self._partition_of.items():
+            state = self.ledger.get(job_id)
+            if p == partition and state is not None and state.is_open:
+                opened += self._schedule(state)
+        log.info("submitter: partition %d ready, %d open job(s) queued", partition, opened)
+
+    def committable(self, partition: int) -> int | None:
+        """The oldest record with an unfinished job, else everything folded so far."""
+        opened = [offset for p, offset in self._opened_by.values() if p == partition]
+        if opened:
+            return min(opened)
+        return self._position.get(partition)
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run ``concurrency`` workers until ``stop``; in-flight attempts finish first."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.concurrency):
+                group.create_task(self._worker(stop))
+
+    async def _worker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self.clock()
+            item = self.queue.pop(now)
+            if item is None:
+                next_at = self.queue.next_ready_at()
+                timeout = None if next_at is None else max(0.0, next_at - now)
+                self._wake.clear()
+                await _first(stop, self._wake, timeout)
+                continue
+            done = self._inflight[item.job_id] = asyncio.Event()
+            try:
+                await self._attempt(item.job_id, stop)
+            finally:
+                self._inflight.pop(item.job_id, None)
+                done.set()
+            state = self.ledger.get(item.job_id)
+            p = self._partition_of.get(item.job_id)
+            if state is not None and state.is_open and p in self._live:
+                self._schedule(state)
+
+    async def _attempt(self, job_id: str, stop: asyncio.Event) -> None:
+        """One attempt: stage, submit, write the outcome, fold it."""
+        state = self.ledger.get(job_id)
+        p = self._partition_of.get(job_id)
+        if state is None or not state.is_open or p not in self._live:
+            return
+        attempt = state.attempts + 1
+        job, outcome = await self._try(state, attempt)
+        now_ms = int(self.clock() * 1000)
+        decision = decide(
+            job,
+            outcome,
+            attempts_in_round=attempt - state.round_start,
+            policy=self.policy,
+            now_ms=now_ms,
+            rand=self.rand,
+        )
+        env = envelope(decision.event, source=self.source, time_ms=now_ms)
+        if not await self._publish(state.key, env, stop):
+            return
+        self._log_outcome(job, outcome, decision.retry_delay_s)
+        self._after_change(p, self.ledger.apply(state.key, env))
+
+    async def _try(self, state: JobState, attempt: int) -> tuple[PlatformJob, SubmitOutcome]:
+        try:
+            staged = await asyncio.to_thread(
+                stage_payload, self.storage, state.job_id, state.patient_id, state.instances
+            )
+        except StagingError as exc:
+            job = self._job(state, attempt, str(payload_dir(self.storage, state.job_id)), ())
+            if exc.retriable:
+                return job, SubmitOutcome.retriable(str(exc))
+            return job, SubmitOutcome.permanent(str(exc))
+        job = self._job(state, attempt, str(staged.path), staged.instances)
+        try:
+            return job, await self.platform.submit(job)
+        except Exception as exc:  # a platform client must not raise; contain one that does
+            log.exception("platform client %s raised for job %s", self.platform.name, job.job_id)
+            return job, SubmitOutcome.retriable(f"client error: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _job(
+        state: JobState, attempt: int, payload_uri: str, instances: tuple[GroupInstance, ...]
+    ) -> PlatformJob:
+        return PlatformJob(
+            job_id=state.job_id,
+            name=state.name,
+            ae_title=state.ae_title,
+            pipeline_name=state.pipeline_name,
+            pipeline_id=state.pipeline_id,
+            priority=state.priority,
+            payload_uri=payload_uri,
+            instances=instances,
+            attempt=attempt,
+            group_key=state.group_key,
+        )
+
+    async def _publish(self, key: str, env: Envelope, stop: asyncio.Event) -> bool:
+        """Write until acknowledged; False if stopped first (the job is redone later)."""
+        for attempt in itertools.count():
+            try:
+                await self.publisher.publish(self.topic, key, env)
+                return True
+            except BrokerError as exc:
+                delay = _PUBLISH_RETRY_S[min(attempt, len(_PUBLISH_RETRY_S) - 1)]
+                log.warning("cannot write %s, retrying in %.1f s: %s", env.type, delay, exc)
+                if await _first(stop, None, delay):
+                    return False
+        raise AssertionError("unreachable")
+
+    def _log_outcome(self, job: PlatformJob, outcome: SubmitOutcome, delay: float | None) -> None:
+        if outcome.kind == "submitted":
+            log.info(
+                "job %s (%s/%s, %s) submitted on attempt %d",
+                job.job_id, job.ae_title, job.pipeline_name, job.priority, job.attempt,
+            )  # fmt: skip
+        elif delay is not None:
+            log.warning(
+                "job %s attempt %d failed, retry in %.3g s: %s",
+                job.job_id, job.attempt, delay, outcome.error,
+            )  # fmt: skip
+        else:
+            log.error(
+                "job %s dead-lettered after attempt %d (files kept; `dicom-adapter jobs retry "
+                "%s` re-submits it): %s",
+                job.job_id, job.attempt, job.job_id, outcome.error,
+            )  # fmt: skip
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _after_change(self, partition: int | None, changed: tuple[JobState, ...]) -> None:
+        for state in changed:
+            if partition is not None:
+                self._partition_of.setdefault(state.job_id, partition)
+            if not state.is_open:
+                self._settle(state.job_id)
+            elif self._partition_of.get(state.job_id) in self._live:
+                self._schedule(state)
+
+    def _settle(self, job_id: str) -> None:
+        self.queue.remove(job_id)
+        self._opened_by.pop(job_id, None)
+
+    def _schedule(self, state: JobState) -> int:
+        if state.job_id in self._inflight or state.job_id in self.queue:
+            return 0
+        if not state.group_event_id:
+            # only failures of a job whose group.closed is not in the ledger (truncated
+            # by retention?): there is nothing to stage; shown by `jobs`, never submitted
+            return 0
+        ready_at = state.retry_at / 1000 if state.status == "failed" else 0.0
+        self.queue.push(state.job_id, state.priority, state.pending_since / 1000, ready_at)
+        self._wake.set()
+        return 1
+
+
+async def _first(stop: asyncio.Event, wake: asyncio.Event | None, wait_s: float | None) -> bool:
+    """Wait for ``stop`` or ``wake`` or ``wait_s`` seconds; True if ``stop`` is set."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+    return stop.is_set()

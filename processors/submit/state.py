@@ -1,0 +1,241 @@
+"""The job ledger fold: events of ``<prefix>.jobs`` → one :class:`JobState` per job id.
+
+Pure (no I/O, no clock): the submitter rebuilds from it what is already submitted,
+dead-lettered or still pending after a restart, and ``dicom-adapter jobs`` shows it to
+auditors. Replaying the same events always gives the same states, and applying an event
+twice changes nothing (the submitter applies its own events when it writes them and
+again when it reads them back), so:
+
+* ``job.submitted`` is final: nothing after it moves a job back;
+* ``job.failed`` raises ``attempts`` to the event's attempt (never counts twice);
+* ``job.retry_requested`` re-opens only a dead-lettered job and starts a new round.
+
+States: ``pending`` (waiting for its first attempt of a round), ``failed`` (an attempt
+failed, another will follow), ``dead`` (dead-lettered: files kept, waiting for
+``jobs retry``), ``submitted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from streams.events import (
+    Envelope,
+    GroupClosed,
+    GroupInstance,
+    InstancesRemoved,
+    JobFailed,
+    JobRetryRequested,
+    JobSubmitted,
+    Priority,
+)
+
+JobStatus = Literal["pending", "failed", "dead", "submitted"]
+OPEN_STATUSES: frozenset[str] = frozenset({"pending", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a job's timeline (``dicom-adapter jobs show``)."""
+
+    time: int  # event time, epoch ms
+    event: str
+    attempt: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """Everything the ledger says about one job."""
+
+    job_id: str
+    key: str  # Kafka key of the job's events: <called_ae>/<PatientID>
+    status: JobStatus
+    name: str = ""
+    ae_title: str = ""
+    pipeline_name: str = ""
+    pipeline_id: str = ""
+    priority: Priority = "normal"
+    group_key: str = ""
+    patient_id: str = ""
+    group_event_id: str = ""
+    instances: tuple[GroupInstance, ...] = ()
+    first_received_at: int = 0
+    last_received_at: int = 0
+    queued_at: int = 0  # group.closed event time
+    pending_since: int = 0  # start of the current round (group closed or retry asked)
+    attempts: int = 0  # highest attempt number written so far (across rounds)
+    round_start: int = 0  # attempts used before the current round
+    retry_at: int = 0
+    last_error: str = ""
+    last_failed_at: int = 0
+    submitted_at: int = 0
+    platform_job_id: str = ""
+    payload_uri: str = ""
+    retry_requests: int = 0
+    files_removed_at: int = 0
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        """The submitter still has to try this job."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def attempts_in_round(self) -> int:
+        """Attempts made since the round started (what ``max_attempts`` limits)."""
+        return self.attempts - self.round_start
+
+
+class JobLedger:
+    """Mutable holder of the fold; :meth:`apply` is the transition function."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobState] = {}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[JobState]:
+        return iter(self._jobs.values())
+
+    def get(self, job_id: str) -> JobState | None:
+        """The state of one job, if the ledger knows it."""
+        return self._jobs.get(job_id)
+
+    @property
+    def jobs(self) -> Mapping[str, JobState]:
+        """Read-only view by job id."""
+        return self._jobs
+
+    def apply(self, key: str, env: Envelope) -> tuple[JobState, ...]:
+        """Fold one event; returns the job states it changed (empty if none)."""
+        data = env.data
+        changed: list[JobState] = []
+        if isinstance(data, GroupClosed):
+            changed.extend(self._group_closed(key, env, data))
+        elif isinstance(data, JobSubmitted):
+            changed.extend(self._submitted(key, env, data))
+        elif isinstance(data, JobFailed):
+            changed.extend(self._failed(key, env, data))
+        elif isinstance(data, JobRetryRequested):
+            changed.extend(self._retry_requested(env, data))
+        elif isinstance(data, InstancesRemoved):
+            changed.extend(self._removed(env, data))
+        return tuple(changed)
+
+    def _put(self, state: JobState) -> JobState:
+        self._jobs[state.job_id] = state
+        return state
+
+    def _group_closed(self, key: str, env: Envelope, data: GroupClosed) -> Iterator[JobState]:
+        patient = data.patient_id or key.partition("/")[2]
+        for spec in data.jobs:
+            if spec.job_id in self._jobs:
+                continue  # a repeated group.closed: the first one defines the job
+            yield self._put(
+                JobState(
+                    job_id=spec.job_id,
+                    key=key,
+                    status="pending",
+                    name=spec.name,
+                    ae_title=data.ae_title,
+                    pipeline_name=spec.pipeline_name,
+                    pipeline_id=spec.pipeline_id,
+                    priority=spec.priority,
+                    group_key=data.group_key,
+                    patient_id=patient,
+                    group_event_id=env.id,
+                    instances=data.instances,
+                    first_received_at=data.first_received_at,
+                    last_received_at=data.last_received_at,
+                    queued_at=env.time,
+                    pending_since=env.time,
+                    history=(HistoryEntry(env.time, env.type, 0, data.reason),),
+                )
+            )
+
+    def _submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[JobState]:
+        old = self._jobs.get(data.job_id)
+        if old is not None and old.status == "submitted":
+            return
+        entry = HistoryEntry(env.time, env.type, data.attempt, data.platform_job_id)
+        if old is None:
+            old = JobState(
+                job_id=data.job_id,
+                key=key,
+                status="submitted",
+                name=data.name,
+                ae_title=data.ae_title,
+                pipeline_name=data.pipeline_name,
+                pipeline_id=data.pipeline_id,
+                priority=data.priority,
+                group_key=data.group_key,
+                instances=data.instances,
+            )
+        yield self._put(
+            replace(
+                old,
+                status="submitted",
+                attempts=max(old.attempts, data.attempt),
+                submitted_at=env.time,
+                platform_job_id=data.platform_job_id,
+                payload_uri=data.payload_uri,
+                retry_at=0,
+                history=(*old.history, entry),
+            )
+        )
+
+    def _failed(self, key: str, env: Envelope, data: JobFailed) -> Iterator[JobState]:
+        old = self._jobs.get(data.job_id) or JobState(job_id=data.job_id, key=key, status="pending")
+        if old.status == "submitted" or (data.attempt <= old.attempts and old.status != "pending"):
+            return  # a late or repeated failure changes nothing
+        if data.attempt <= old.round_start:
+            return  # a failure from a round that a retry request already closed
+        yield self._put(
+            replace(
+                old,
+                status="failed" if data.will_retry else "dead",
+                attempts=max(old.attempts, data.attempt),
+                retry_at=data.retry_at if data.will_retry else 0,
+                last_error=data.error,
+                last_failed_at=env.time,
+                history=(*old.history, HistoryEntry(env.time, env.type, data.attempt, data.error)),
+            )
+        )
+
+    def _retry_requested(self, env: Envelope, data: JobRetryRequested) -> Iterator[JobState]:
+        old = self._jobs.get(data.job_id)
+        if old is None or old.status != "dead":
+            return  # only a dead-lettered job can be retried; anything else is a no-op
+        note = " ".join(x for x in (data.requested_by, data.reason) if x)
+        yield self._put(
+            replace(
+                old,
+                status="pending",
+                round_start=old.attempts,
+                pending_since=env.time,
+                retry_at=0,
+                retry_requests=old.retry_requests + 1,
+                history=(*old.history, HistoryEntry(env.time, env.type, old.attempts, note)),
+            )
+        )
+
+    def _removed(self, env: Envelope, data: InstancesRemoved) -> Iterator[JobState]:
+        if data.reason == "payload_expired":
+            return
+        for job_id in data.job_ids:
+            old = self._jobs.get(job_id)
+            if old is None or old.files_removed_at:
+                continue
+            yield self._put(replace(old, files_removed_at=env.time))
+
+
+def fold(entries: Iterable[tuple[str, Envelope]]) -> JobLedger:
+    """Replay ``(key, envelope)`` pairs, oldest first, into a fresh ledger."""
+    ledger = JobLedger()
+    for key, env in entries:
+        ledger.apply(key, env)
+    return ledger
