@@ -161,9 +161,7 @@ async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]
         for topic in topics:
             if topic not in counts:
                 print(f"dicom-adapter: warning: no topic {topic} (yet)", file=sys.stderr)
-    return [
-        TopicPartition(topic, p) for topic in topics for p in range(counts.get(topic, 0))
-    ]
+    return [TopicPartition(topic, p) for topic in topics for p in range(counts.get(topic, 0))]
 
 
 def _render(

@@ -166,8 +166,9 @@ def test_broker_start_prints_the_address_first_and_stops_on_sigterm(
         assert cluster["brokers"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        with pytest.raises(ConnectionRefusedError), socket.create_connection(
-            ("127.0.0.1", int(match.group(2))), timeout=2
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", int(match.group(2))), timeout=2),
         ):
             pass
     finally:
