@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 from typing import Any
 
+from processors.app import serve
 from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
-from processors.registry import resolve_processor
-from streams.config import AdapterConfig
-from streams.scp import ScpService
-
-log = logging.getLogger(__name__)
+from processors.roles import scp_role
 
 
 def register(subparsers: Any) -> None:
@@ -37,40 +32,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_scp)
 
 
-def required_tags(config: AdapterConfig) -> dict[str, tuple[str, ...]]:
-    """Extra tags each AE title's processor wants in ``instance.received.tags``."""
-    tags: dict[str, tuple[str, ...]] = {}
-    for ae in config.scp.ae_titles:
-        cls: Any = resolve_processor(ae.processor)
-        tags[ae.ae_title] = tuple(cls.required_tags(ae.ae_title, ae.processor_settings))
-    return tags
-
-
 def run_scp(args: argparse.Namespace) -> int:
     """Handler of ``scp``; returns the exit code."""
     config = load_settings(args)
     bootstrap = resolve_bootstrap(args, config)
-    return asyncio.run(_main(config, bootstrap))
-
-
-async def _main(config: AdapterConfig, bootstrap: str) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        service = ScpService(config, ae_tags=required_tags(config), bootstrap_servers=bootstrap)
-        async with service:
-            log.info(
-                "scp role ready: DICOM on %s:%d, AE titles %s, events to %s",
-                config.scp.host,
-                service.port,
-                ", ".join(ae.ae_title for ae in config.scp.ae_titles) or "(none)",
-                bootstrap,
-            )
-            await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    log.info("scp role stopped")
-    return 0
+    return asyncio.run(serve(config, bootstrap, {"scp": scp_role}))

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 from typing import Any
 
+from processors.app import serve
 from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
-from processors.submit.role import run_submit_role
-from streams.config import AdapterConfig
-
-log = logging.getLogger(__name__)
+from processors.roles import submit_role
 
 
 def register(subparsers: Any) -> None:
@@ -45,18 +41,5 @@ def run_submit(args: argparse.Namespace) -> int:
     """Handler of ``submit``; returns the exit code."""
     config = load_settings(args)
     bootstrap = resolve_bootstrap(args, config)
-    return asyncio.run(_main(config, bootstrap, reclaim=not args.no_reclaim))
-
-
-async def _main(config: AdapterConfig, bootstrap: str, *, reclaim: bool) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_submit_role(config, bootstrap, stop, reclaim=reclaim)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    log.info("submit role stopped")
-    return 0
+    role = submit_role(reclaim=not args.no_reclaim)
+    return asyncio.run(serve(config, bootstrap, {"submit": role}))

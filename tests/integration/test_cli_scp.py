@@ -54,6 +54,7 @@ scp:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_ADAPTER")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env["DICOM_ADAPTER_HTTP__PORT"] = "0"  # no health port needed; never clash on 8080
     return env
 
 
@@ -94,7 +95,7 @@ async def test_scp_command_serves_until_sigterm(
             proc.wait()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert "scp role stopped" in stderr
+    assert "scp stopped" in stderr
 
 
 def test_scp_without_kafka_is_a_usage_error(tmp_path: Path) -> None:
