@@ -17,7 +17,16 @@ from processors.logs import configure_logging
 from streams.errors import AdapterError
 
 # Modules under processors.commands, in the order their commands appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("config", "broker", "scp", "events", "submit", "jobs")
+COMMAND_MODULES: tuple[str, ...] = (
+    "run",
+    "config",
+    "broker",
+    "scp",
+    "process",
+    "events",
+    "submit",
+    "jobs",
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ Offsets: auto-commit is off. A record counts as done once ``on_next`` returned, 
 subscriber held its offset in :attr:`KafkaSource.commits` during ``on_next`` (an open
 group holds its first offset, releases it when the group is closed and recorded).
 Safe offsets are committed every ``commit_interval_s``, on revocation and on stop —
-never per record.
+never per record. Consumer lag per partition goes to ``streams.metrics`` after each batch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,15 +31,22 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
+from streams import metrics
 from streams.errors import BrokerError
-from streams.events import EventDecodeError, decode
+from streams.events import EventDecodeError
 from streams.kafka.commits import CommitTracker
-from streams.kafka.records import BatchEnd, PartitionProgress, Record
+from streams.kafka.records import BatchEnd, PartitionProgress, Record, decode_message
 
 log = logging.getLogger(__name__)
 
 PartitionsCallback = Callable[[frozenset[TopicPartition]], Awaitable[None] | None]
 """Called with the partitions assigned to / revoked from this consumer."""
+
+CommitMetadata = Callable[[TopicPartition, int], str]
+"""Metadata to store with the commit of ``offset`` on a partition: ``(tp, offset) -> str``."""
+
+Throttle = Callable[[], Awaitable[None]]
+"""Awaited before every fetch: subscribers push back by not returning yet."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -67,8 +74,10 @@ class KafkaSource:
     Create it inside the running loop (``async with KafkaSource(...) as source``).
     ``on_assigned`` / ``on_revoked`` run inside the rebalance, before records of newly
     assigned partitions flow and before revoked ones are committed and forgotten.
-    ``commit_metadata(tp)`` supplies the metadata string stored with each automatic
-    commit (e.g. the jobs-topic position).
+    ``commit_metadata(tp, offset)`` supplies the metadata string stored with each
+    automatic commit of ``offset`` (e.g. the jobs-topic position). ``throttle`` is
+    awaited before every fetch (back-pressure). :meth:`pause` keeps partitions from
+    delivering records (e.g. while ``on_assigned`` rebuilds state for them).
     """
 
     def __init__(
@@ -81,10 +90,11 @@ class KafkaSource:
         max_records: int = 500,
         poll_timeout_ms: int = 100,
         commit_interval_s: float | None = 1.0,
-        commit_metadata: Callable[[TopicPartition], str] | None = None,
+        commit_metadata: CommitMetadata | None = None,
         on_assigned: PartitionsCallback | None = None,
         on_revoked: PartitionsCallback | None = None,
         consumer_options: Mapping[str, Any] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = tuple(topics)
@@ -96,6 +106,7 @@ class KafkaSource:
         self._commit_metadata = commit_metadata
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._throttle = throttle
         self._options = dict(consumer_options or {})
         self.commits: CommitTracker[TopicPartition] = CommitTracker()
         self._records: Subject[Record] = Subject()
@@ -166,16 +177,45 @@ class KafkaSource:
         self._last_commit = loop.time()
         self._task = asyncio.create_task(self._read(), name=f"kafka-source-{self.group_id}")
 
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        """Deliver no records of ``partitions`` (fetched ones are dropped) until resumed.
+
+        Call it synchronously inside ``on_assigned`` to rebuild state before records flow.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            raise BrokerError("KafkaSource is not started")
+        owned = [tp for tp in partitions if tp in consumer.assignment()]
+        if owned:
+            consumer.pause(*owned)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        """Deliver records of paused ``partitions`` again (unassigned ones are ignored)."""
+        consumer = self._consumer
+        if consumer is None:
+            raise BrokerError("KafkaSource is not started")
+        owned = [tp for tp in partitions if tp in consumer.assignment()]
+        if owned:
+            consumer.resume(*owned)
+
+    async def halt(self) -> None:
+        """Stop reading (no more records or batches) but stay in the group, commit nothing.
+
+        The first step of a graceful shutdown: finish in-flight work, then :meth:`stop`
+        commits what is safe and leaves. Idempotent.
+        """
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def stop(self) -> None:
         """Stop reading, commit what is safe, leave the group. Idempotent.
 
         ``records`` is not completed: completing would flush open windows early; a
         restarted consumer re-reads them from the committed offsets.
         """
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.halt()
         consumer = self._consumer
         if consumer is None:
             return
@@ -227,7 +267,8 @@ class KafkaSource:
         if not chosen:
             return {}
         payload = {
-            tp: OffsetAndMetadata(off, self._metadata(tp, metadata)) for tp, off in chosen.items()
+            tp: OffsetAndMetadata(off, self._metadata(tp, off, metadata))
+            for tp, off in chosen.items()
         }
         try:
             await consumer.commit(payload)
@@ -257,13 +298,13 @@ class KafkaSource:
         return {tp: om for tp, om in found.items() if om.offset >= 0}
 
     def _metadata(
-        self, tp: TopicPartition, metadata: str | Mapping[TopicPartition, str] | None
+        self, tp: TopicPartition, offset: int, metadata: str | Mapping[TopicPartition, str] | None
     ) -> str:
         if isinstance(metadata, str):
             return metadata
         if metadata is not None:
             return metadata.get(tp, "")
-        return self._commit_metadata(tp) if self._commit_metadata is not None else ""
+        return self._commit_metadata(tp, offset) if self._commit_metadata is not None else ""
 
     async def _commit_pending(self, only: frozenset[TopicPartition] | None = None) -> None:
         if self._consumer is None:
@@ -290,6 +331,7 @@ class KafkaSource:
         self.commits.forget(revoked)
         for tp in revoked:
             self._progress.pop(tp, None)
+            metrics.forget_partition(self.group_id, tp.topic, tp.partition)
 
     async def _assigned(self, assigned: frozenset[TopicPartition]) -> None:
         log.info("group %s: %d partition(s) assigned", self.group_id, len(assigned))
@@ -302,6 +344,8 @@ class KafkaSource:
         loop = asyncio.get_running_loop()
         try:
             while True:
+                if self._throttle is not None:
+                    await self._throttle()
                 batch = await consumer.getmany(
                     timeout_ms=self.poll_timeout_ms, max_records=self.max_records
                 )
@@ -330,7 +374,7 @@ class KafkaSource:
 
     def _decode(self, tp: TopicPartition, msg: Any) -> Record | None:
         try:
-            env = decode(msg.value if msg.value is not None else b"")
+            return decode_message(tp.topic, tp.partition, msg)
         except EventDecodeError as exc:
             self.skipped += 1
             # The error names what is wrong, never the record's content (it may hold PHI).
@@ -338,15 +382,6 @@ class KafkaSource:
                 "skipping undecodable record %s[%d]@%d: %s", tp.topic, tp.partition, msg.offset, exc
             )
             return None
-        key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
-        return Record(
-            topic=tp.topic,
-            partition=tp.partition,
-            offset=msg.offset,
-            key=key,
-            timestamp=msg.timestamp,
-            envelope=env,
-        )
 
     async def _snapshot(self) -> tuple[PartitionProgress, ...]:
         consumer = self._consumer
@@ -356,5 +391,7 @@ class KafkaSource:
             position = await consumer.position(tp) if highwater is not None else None
             progress = PartitionProgress(tp.topic, tp.partition, position, highwater)
             self._progress[tp] = progress
+            if position is not None and highwater is not None:
+                metrics.set_consumer_lag(self.group_id, tp.topic, tp.partition, highwater, position)
             out.append(progress)
         return tuple(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -115,28 +115,48 @@ class EventPublisher:
             raise BrokerError("EventPublisher is not started; use 'async with EventPublisher(...)'")
         return self._producer
 
-    async def publish(self, topic: str, key: str, env: Envelope) -> tuple[int, int]:
-        """Send one event and wait for the broker's ack; return ``(partition, offset)``."""
+    async def publish(
+        self, topic: str, key: str, env: Envelope, *, partition: int | None = None
+    ) -> tuple[int, int]:
+        """Send one event and wait for the broker's ack; return ``(partition, offset)``.
+
+        ``partition`` overrides the key's partition (default: the key decides).
+        """
         producer = self._running()
         try:
-            meta = await producer.send_and_wait(topic, encode(env), key=key.encode("utf-8"))
+            meta = await producer.send_and_wait(
+                topic, encode(env), key=key.encode("utf-8"), partition=partition
+            )
         except KafkaError as exc:
             raise BrokerError(f"publishing {env.type} to {topic} failed: {exc}") from exc
         return int(meta.partition), int(meta.offset)
 
     async def publish_many(
-        self, topic: str, items: Iterable[tuple[str, Envelope]]
+        self,
+        topic: str,
+        items: Iterable[tuple[str, Envelope]],
+        *,
+        partitions: Sequence[int | None] | None = None,
     ) -> list[tuple[int, int]]:
         """Send a batch of ``(key, envelope)``; return their ``(partition, offset)`` in order.
 
-        Returns only after every event was acknowledged; if any failed, raises
-        :class:`BrokerError` (the others may have been written: callers retry by id).
+        Events are handed to the producer in order, so the order on each partition is the
+        order of ``items``. ``partitions`` (same length) overrides the key's partition per
+        item (``None``: the key decides). Returns only after every event was acknowledged;
+        if any failed, raises :class:`BrokerError` (the others may have been written:
+        callers retry by id).
         """
         producer = self._running()
+        batch = list(items)
+        chosen: Sequence[int | None] = partitions if partitions is not None else [None] * len(batch)
+        if len(chosen) != len(batch):
+            raise ValueError("publish_many: partitions must have one entry per item")
         try:
             futures = [
-                await producer.send(topic, encode(env), key=key.encode("utf-8"))
-                for key, env in items
+                await producer.send(
+                    topic, encode(env), key=key.encode("utf-8"), partition=partition
+                )
+                for (key, env), partition in zip(batch, chosen, strict=True)
             ]
             metas = await asyncio.gather(*futures)
         except KafkaError as exc:

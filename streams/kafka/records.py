@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from streams.events import Envelope
+from streams.events import Envelope, decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,20 @@ class Record:
     def tp(self) -> TopicPartition:
         """The record's ``TopicPartition``."""
         return TopicPartition(self.topic, self.partition)
+
+
+def decode_message(topic: str, partition: int, msg: Any) -> Record:
+    """The :class:`Record` of one aiokafka ``ConsumerRecord``; raises ``EventDecodeError``."""
+    env = decode(msg.value if msg.value is not None else b"")
+    key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
+    return Record(
+        topic=topic,
+        partition=partition,
+        offset=msg.offset,
+        key=key,
+        timestamp=msg.timestamp,
+        envelope=env,
+    )
 
 
 @dataclass(frozen=True, slots=True)

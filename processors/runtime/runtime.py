@@ -1,0 +1,270 @@
+"""``ProcessorRuntime``: job processors on a ``KafkaSource``, exactly once (DESIGN.md §4).
+
+    <prefix>.instances --KafkaSource.records--> InstanceRouter --> processor per AE title
+                       --KafkaSource.batches--> caught-up flags, failures, metrics
+    processors --LedgerSink--> <prefix>.jobs (acks=all) --> release held offsets
+    commits <-- CommitTracker (held offsets) + LedgerIndex (metadata: ledger position)
+
+* **Assignment** (inside the rebalance, before records flow): the new partitions are
+  paused synchronously, their committed offsets and metadata read, the jobs ledger read
+  from the stored positions (or its beginning) to its end, the covered inputs handed to
+  every processor, then the partitions resumed. If that fails the runtime stops (the
+  partitions stay paused) rather than process without the ledger.
+* **Revocation**: processors drop the open groups of the revoked partitions without
+  emitting them, the sink writes what is queued (so the next owner's ledger read sees
+  it), then the source commits what is safe with the metadata computed here.
+* **Shutdown** (:meth:`ProcessorRuntime.close`): stop reading, complete the processors
+  (no partial group is emitted), write what is queued, commit what is safe, leave.
+
+aiokafka rebalances eagerly (every partition is revoked, then the new set assigned), so
+each assignment rebuilds the state of all owned partitions from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from aiokafka.structs import TopicPartition
+
+from processors.aetitle import AeTitleJobProcessor
+from processors.base import JobProcessor
+from processors.exactly_once import CoveredInputs
+from processors.http.readiness import ReadyFlag
+from processors.runtime.holds import PartitionHolds
+from processors.runtime.ledger_index import LedgerIndex
+from processors.runtime.metadata import decode_positions, encode_positions
+from processors.runtime.router import InstanceRouter
+from processors.runtime.sink import LedgerSink
+from streams import metrics
+from streams.errors import AdapterError, BrokerError
+from streams.events import GroupClosed
+from streams.kafka import BatchEnd, KafkaSource, read_to_end
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 30.0
+_METRICS_INTERVAL_S = 1.0
+
+
+class ProcessorRoleError(AdapterError):
+    """The processor role stopped because a processor, the ledger or Kafka failed; a
+    restart replays the log from the last safe commit (nothing is lost or doubled)."""
+
+    retriable = True
+
+
+class ProcessorRuntime:
+    """Drives ``processors`` from a :class:`KafkaSource`; see the module docstring.
+
+    Create it, pass its callbacks to the ``KafkaSource`` (``on_assigned``,
+    ``on_revoked``, ``commit_metadata``, ``throttle=sink.throttle``), then
+    :meth:`attach` the source before starting it.
+    """
+
+    def __init__(
+        self,
+        processors: Mapping[str, JobProcessor],
+        sink: LedgerSink,
+        index: LedgerIndex,
+        holds: PartitionHolds,
+        *,
+        bootstrap_servers: str,
+        jobs_topic: str,
+        client_id: str = "dicom-adapter-process",
+        assigned: ReadyFlag | None = None,
+        ledger_timeout_s: float = 60.0,
+    ) -> None:
+        self.processors = dict(processors)
+        self.sink = sink
+        self.index = index
+        self.holds = holds
+        self.instances_topic = holds.topic
+        self.jobs_topic = jobs_topic
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.ledger_timeout_s = ledger_timeout_s
+        self._assigned_flag = assigned
+        self._ready: set[int] = set()
+        self._covered: CoveredInputs | None = None
+        self._caught: dict[int, bool] = {}
+        self._source: KafkaSource | None = None
+        self._metrics_at = 0.0
+        self.failure: BaseException | None = None
+        self.failed = asyncio.Event()
+        self.router = InstanceRouter(
+            self.processors,
+            sink,
+            holds,
+            ready=self._ready,
+            covered=lambda: self._covered,
+            fail=self.fail,
+        )
+        for ae_title, processor in self.processors.items():
+            sink.processor_names[ae_title] = processor.name
+            processor.set_offset_holder(holds)
+            if isinstance(processor, AeTitleJobProcessor):
+                sink.timeouts[ae_title] = processor.settings.timeout_s * 1000
+
+    # -- wiring ----------------------------------------------------------------------
+
+    def attach(self, source: KafkaSource) -> None:
+        """Subscribe to ``source`` (before it starts)."""
+        self._source = source
+        source.records.subscribe(self.router)
+        source.batches.subscribe(self._on_batch, self._on_source_error)
+
+    @property
+    def ready_partitions(self) -> frozenset[int]:
+        """Instances partitions whose ledger was read and that are being processed."""
+        return frozenset(self._ready)
+
+    @property
+    def covered(self) -> CoveredInputs | None:
+        """The inputs closed groups already consumed (skipped on replay)."""
+        return self._covered
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the runtime because of ``error`` (logged once)."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        log.error("processor role failing: %s", error)
+        self.failed.set()
+
+    # -- rebalance callbacks -----------------------------------------------------------
+
+    async def on_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        """Rebuild exactly-once state for the assigned partitions, then let them flow."""
+        source = self._require_source()
+        mine = sorted(tp for tp in assigned if tp.topic == self.instances_topic)
+        source.pause(mine)  # before the first await: no record before the ledger is read
+        partitions = [tp.partition for tp in mine]
+        try:
+            await asyncio.wait_for(self._load(source, partitions), self.ledger_timeout_s)
+        except Exception as exc:
+            self.fail(
+                BrokerError(f"could not rebuild partitions {partitions} from the ledger: {exc}")
+            )
+            return
+        source.resume(mine)
+        if self._assigned_flag is not None:
+            self._assigned_flag.set()
+
+    async def _load(self, source: KafkaSource, partitions: list[int]) -> None:
+        committed = await source.committed([self.holds.tp(p) for p in partitions])
+        commits = {tp.partition: om.offset for tp, om in committed.items()}
+        stored = {
+            p: decode_positions(om.metadata) if (om := committed.get(self.holds.tp(p))) else None
+            for p in partitions
+        }
+        starts = self.index.starts(stored)
+        read = await read_to_end(
+            self.bootstrap_servers,
+            self.jobs_topic,
+            starts,
+            client_id=f"{self.client_id}-ledger",
+            timeout_s=self.ledger_timeout_s,
+        )
+        records = [
+            (r.partition, r.offset, r.envelope.data)
+            for r in read.records
+            if isinstance(r.envelope.data, GroupClosed)
+        ]
+        self.index.forget(self.index.owned - set(partitions))
+        covered = self.index.load(partitions, commits, records, read.ends)
+        self._covered = covered
+        for processor in self.processors.values():
+            processor.set_covered(covered)
+        self._ready.update(partitions)
+        log.info(
+            "partitions %s of %s ready: ledger %s read from %s (%d group records, %d covered "
+            "inputs to skip)",
+            partitions, self.instances_topic, self.jobs_topic, starts, len(records), len(covered),
+        )  # fmt: skip
+
+    async def on_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        """Drop open groups of revoked partitions, write what is queued (the source then
+        commits what is safe, with :meth:`commit_metadata`)."""
+        partitions = sorted(tp.partition for tp in revoked if tp.topic == self.instances_topic)
+        self._ready.difference_update(partitions)
+        for partition in partitions:
+            self._caught.pop(partition, None)
+        for processor in self.processors.values():
+            processor.partitions_revoked(partitions)
+        if self._assigned_flag is not None:
+            self._assigned_flag.clear("partitions revoked: rebalancing")
+        try:
+            await asyncio.wait_for(self.sink.drain(), DRAIN_TIMEOUT_S)
+        except Exception as exc:  # the commit still respects every held offset
+            self.fail(BrokerError(f"closed groups not written before revocation: {exc}"))
+        self._update_metrics()
+
+    def commit_metadata(self, tp: TopicPartition, offset: int) -> str:
+        """The ledger position to store with the commit of ``offset`` on ``tp``."""
+        if tp.topic != self.instances_topic:
+            return ""
+        positions = self.index.positions(tp.partition, offset)
+        if self._covered is not None:
+            self._covered.prune(tp.partition, offset)
+        return encode_positions(positions)
+
+    # -- batches -----------------------------------------------------------------------
+
+    def _on_batch(self, batch: BatchEnd) -> None:
+        self.sink.end()
+        for progress in batch.partitions:
+            partition = progress.partition
+            if progress.topic != self.instances_topic or partition not in self._ready:
+                continue
+            caught_up = progress.caught_up
+            if self._caught.get(partition) is not caught_up:
+                self._caught[partition] = caught_up
+                for processor in self.processors.values():
+                    processor.partition_caught_up(partition, caught_up)
+        for ae_title, processor in self.processors.items():
+            if processor.failure is not None:
+                self.fail(
+                    ProcessorRoleError(f"{processor.name} {ae_title} failed: {processor.failure}")
+                )
+        if self.sink.error is not None:
+            self.fail(BrokerError(f"writing to {self.jobs_topic} failed: {self.sink.error}"))
+        self._update_metrics(throttled=True)
+
+    def _on_source_error(self, error: Exception) -> None:
+        self.fail(BrokerError(f"reading {self.instances_topic} failed: {error}"))
+
+    def _update_metrics(self, *, throttled: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        if throttled and loop.time() - self._metrics_at < _METRICS_INTERVAL_S:
+            return
+        self._metrics_at = loop.time()
+        for ae_title, processor in self.processors.items():
+            if isinstance(processor, AeTitleJobProcessor):
+                metrics.set_open_groups(ae_title, processor.window.open_groups)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop reading, emit no partial group, write what is queued, commit, leave."""
+        source = self._source
+        if source is not None:
+            await source.halt()
+        for processor in self.processors.values():
+            if not processor.is_stopped:
+                processor.on_completed()
+        try:
+            await asyncio.wait_for(self.sink.drain(), DRAIN_TIMEOUT_S)
+        except Exception as exc:  # held offsets stay uncommitted: the next run re-forms
+            self.fail(BrokerError(f"closed groups not written at shutdown: {exc}"))
+        self.sink.close()
+        if self._assigned_flag is not None:
+            self._assigned_flag.clear("stopping")
+        if source is not None:
+            await source.stop()
+
+    def _require_source(self) -> KafkaSource:
+        if self._source is None:
+            raise RuntimeError("ProcessorRuntime.attach(source) was not called")
+        return self._source

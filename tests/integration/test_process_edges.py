@@ -1,0 +1,191 @@
+"""The process role's edges, in-process on a real broker (one partition, so order is total).
+
+* Instances no job is made of -- an AE title without a processor, a blank group key --
+  become removal requests carrying their input, written once: a replay skips them.
+* A superseded copy of an instance is reclaimed with its group, right after it.
+* A processor that raises stops the role with an error; nothing at or after the failed
+  instance is committed, so a restart replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from processors.aetitle import AeTitleJobProcessor
+from processors.runtime import ProcessorRoleError, ProcessRole, processors_group
+from streams import metrics
+from streams.config import load_config
+from streams.events import InputOffset, InstanceReceived, envelope
+from streams.kafka import EventPublisher, ensure_topics
+from tests.helpers.processor import (
+    AE,
+    group_records,
+    instance,
+    key_of,
+    wait_for_ledger,
+    write_config,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+async def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
+async def committed(bootstrap: str, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: om.offset for tp, om in found.items()}
+
+
+async def publish_all(bootstrap: str, topic: str, items: list[InstanceReceived]) -> list[int]:
+    async with EventPublisher(bootstrap) as publisher:
+        out = []
+        for item in items:
+            env = envelope(item, source="scp", time_ms=item.received_at)
+            out.append((await publisher.publish(topic, key_of(item), env))[1])
+        return out
+
+
+async def test_ignored_instances_are_reclaimed_once_across_a_replay(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    prefix = unique_name("p")
+    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
+    config = load_config(
+        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    )
+    future = int(time.time() * 1000) + 120_000  # keeps the first group open all along
+    items = [
+        instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=future),
+        instance(patient="P2", study="1.2.4", sop="1.2.4.1", received_at=future, ae="OTHER-AE"),
+        instance(patient="P3", study="", sop="1.2.5.1", received_at=future),
+    ]
+    offsets = await publish_all(kafka_bootstrap, instances_topic, items)
+    ignored_before = metrics.sample_value(
+        "dicom_adapter_instances_ignored_total", {"ae_title": "OTHER-AE", "reason": "no_processor"}
+    )
+
+    def removals(records: list) -> list:  # type: ignore[type-arg]
+        return [g for _, g in group_records(records) if not g.jobs]
+
+    for run in range(2):  # the second run replays everything after the open group's input
+        role = ProcessRole(config, kafka_bootstrap)
+        stop = asyncio.Event()
+        task = asyncio.create_task(role.run(stop))
+        try:
+            await wait_until(role.started.is_set, "started")
+            processor = role.runtime.processors[AE]
+            assert isinstance(processor, AeTitleJobProcessor)
+            if run == 0:
+                await wait_for_ledger(
+                    kafka_bootstrap, jobs_topic, lambda rs: len(removals(rs)) == 2
+                )
+            else:  # every input was read again: the open group re-formed, removals covered
+
+                def replayed(p: AeTitleJobProcessor = processor) -> bool:
+                    return p.window.open_groups == 1 and p.counters.covered == 1
+
+                await wait_until(replayed, "replayed")
+        finally:
+            stop.set()
+            await task
+        assert await committed(kafka_bootstrap, processors_group(prefix)) == {0: offsets[0]}
+
+    records = await wait_for_ledger(kafka_bootstrap, jobs_topic, lambda rs: True)
+    found = removals(records)
+    assert len(group_records(records)) == 2, "a removal was written twice or a group emitted"
+    by_reason = {g.reason: g for g in found}
+    assert set(by_reason) == {"ignored", "missing-group-key"}
+    other, blank = by_reason["ignored"], by_reason["missing-group-key"]
+    assert (other.ae_title, other.inputs) == ("OTHER-AE", (InputOffset(0, offsets[1]),))
+    assert [i.uri for i in other.instances] == [items[1].uri]
+    assert (blank.ae_title, blank.inputs) == (AE, (InputOffset(0, offsets[2]),))
+    assert blank.processor == "AE Title Job Processor"
+    keys = sorted(r.key for r in records)
+    assert keys == sorted([f"{AE}/P3", "OTHER-AE/P2"])
+    ignored_after = metrics.sample_value(
+        "dicom_adapter_instances_ignored_total", {"ae_title": "OTHER-AE", "reason": "no_processor"}
+    )
+    assert ignored_after - ignored_before == 1
+
+
+async def test_a_failing_processor_stops_the_role_without_committing_past_it(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    prefix = unique_name("p")
+    instances_topic = f"{prefix}.instances"
+    await ensure_topics(kafka_bootstrap, {instances_topic: 1, f"{prefix}.jobs": 1})
+    path = write_config(
+        tmp_path / "a.yaml",
+        prefix=prefix,
+        storage=tmp_path,
+        partitions=1,
+        processor="tests.helpers.processor:ExplodingProcessor",
+        commit_interval_ms=50,
+    )
+    config = load_config(path, env={})
+    past = int(time.time() * 1000) - 60_000
+    items = [
+        instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=past),
+        instance(patient="P1", study="1.2.4", sop="boom", received_at=past + 1),
+        instance(patient="P1", study="1.2.5", sop="1.2.5.1", received_at=past + 2),
+    ]
+    offsets = await publish_all(kafka_bootstrap, instances_topic, items)
+    role = ProcessRole(config, kafka_bootstrap)
+    with pytest.raises(ProcessorRoleError, match="cannot handle this instance"):
+        await asyncio.wait_for(role.run(asyncio.Event()), 60)
+    assert role.runtime.failure is not None
+    done = await committed(kafka_bootstrap, processors_group(prefix))
+    assert done.get(0, 0) <= offsets[1], "committed past the instance that failed"
+
+
+async def test_a_superseded_copy_is_reclaimed_right_after_its_group(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    prefix = unique_name("p")
+    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
+    config = load_config(
+        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    )
+    past = int(time.time() * 1000) - 60_000  # closes as soon as the partition is caught up
+    first = instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=past)
+    again = replace(first, uri="/storage/again/1.2.3.1.dcm", received_at=past + 10)
+    other = instance(patient="P1", study="1.2.3", sop="1.2.3.2", received_at=past + 20)
+    await publish_all(kafka_bootstrap, instances_topic, [first, again, other])
+    role = ProcessRole(config, kafka_bootstrap)
+    stop = asyncio.Event()
+    task = asyncio.create_task(role.run(stop))
+    try:
+        records = await wait_for_ledger(
+            kafka_bootstrap, jobs_topic, lambda rs: len(group_records(rs)) >= 2
+        )
+    finally:
+        stop.set()
+        await task
+    (group_at, group), (removal_at, removal) = group_records(records)
+    assert [i.uri for i in group.instances] == [again.uri, other.uri]  # last copy wins
+    assert len(group.jobs) == 1 and len(group.inputs) == 3
+    assert (removal.reason, removal.jobs, removal.inputs) == ("duplicate", (), ())
+    assert [i.uri for i in removal.instances] == [first.uri]
+    assert removal.last_received_at == group.last_received_at  # a later copy is kept
+    assert removal_at.key == group_at.key == f"{AE}/P1"
+    assert (removal_at.partition, removal_at.offset) == (group_at.partition, group_at.offset + 1)
