@@ -23,7 +23,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from reactivex import abc
 
@@ -38,6 +39,9 @@ from streams.events import (
     JobSpec,
     Priority,
 )
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,36 @@ class JobSink(Protocol):
         self, ae_title: str, instances: Sequence[InstanceRef], reason: str
     ) -> None:
         """Hand instance files to the reclaimer (``reason`` e.g. ``missing-group-key``)."""
+
+
+@runtime_checkable
+class DurableJobSink(JobSink, Protocol):
+    """A sink that can also say when a record is durable (optional for runtimes).
+
+    Processors that answer a request only once its job is on the ledger (the cache
+    processor's REST API) await :meth:`write_group_closed`; others use the sync
+    :meth:`JobSink.group_closed`.
+    """
+
+    async def write_group_closed(self, record: GroupClosed) -> None:
+        """Write ``record`` as :meth:`JobSink.group_closed` does and return once the
+        broker acknowledged it (acks=all); raise (e.g. ``BrokerError``) if it did not."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorContext:
+    """What the runtime knows about the process, for :meth:`JobProcessor.start`.
+
+    ``storage`` is the configured storage root; ``bootstrap_servers`` and the topic
+    names are those the runtime consumes (empty when there is no broker, e.g. in unit
+    tests).
+    """
+
+    storage: Path
+    adapter_id: str = ""
+    bootstrap_servers: str = ""
+    instances_topic: str = ""
+    jobs_topic: str = ""
 
 
 class OffsetHolder(Protocol):
@@ -155,6 +189,27 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         """
         return cls.REQUIRED_TAGS
 
+    @classmethod
+    def validate_settings(
+        cls, ae_title: str, processor_settings: Mapping[str, Any], *, where: str | None = None
+    ) -> list[str]:
+        """Check ``processorSettings`` for ``config check`` and the roles; returns warnings
+        (one line each) and raises ``ConfigError`` listing every problem.
+
+        ``where`` is the key path of the AE title entry (``scp.ae_titles[0]``). The
+        default accepts anything; override it to validate your keys.
+        """
+        return []
+
+    @classmethod
+    def api_router(cls, processors: Mapping[str, JobProcessor]) -> APIRouter | None:
+        """A FastAPI router the runtime mounts on the process's HTTP app, or ``None``.
+
+        Called once per processor class with that class's processors by AE title (a live
+        mapping: the runtime may replace entries). The default serves nothing.
+        """
+        return None
+
     def __str__(self) -> str:
         return self.name
 
@@ -227,6 +282,10 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
 
     # -- hooks the runtime calls (exactly-once, rebalances) ---------------------------
 
+    async def start(self, context: ProcessorContext) -> None:
+        """Called once by the runtime after construction and before the first input:
+        open files, recover state (the default does nothing)."""
+
     def set_covered(self, covered: CoveredInputs | None) -> None:
         """Inputs to skip while replaying (built from the ledger on assignment)."""
         self._covered = covered
@@ -277,6 +336,31 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         replay skips them. The job id is uuid5 of processor, AE, pipeline, group key
         (default: the name) and first input (or first SOP Instance UID).
         """
+        record = self.pipeline_job_record(
+            name,
+            pipeline_id,
+            priority,
+            instances,
+            inputs=inputs,
+            pipeline_name=pipeline_name,
+            group_key=group_key,
+        )
+        self.close_group(record)
+        return record
+
+    def pipeline_job_record(
+        self,
+        name: str,
+        pipeline_id: str,
+        priority: Priority,
+        instances: Sequence[InstanceReceived],
+        *,
+        inputs: Sequence[InputOffset] = (),
+        pipeline_name: str = "",
+        group_key: str = "",
+    ) -> GroupClosed:
+        """The ``group.closed`` :meth:`submit_pipeline_job` writes, without writing it
+        (for processors that write it themselves, e.g. awaiting a durable sink)."""
         if not pipeline_id or not pipeline_id.strip():
             raise ValueError(f"{self.name} {self._ae_title}: pipeline id is blank")
         if not instances:
@@ -317,7 +401,6 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
             jobs=(spec,),
             patient_id=first.patient_id,
         )
-        self.close_group(record)
         return record
 
     def remove_instances(self, instances: Sequence[InstanceRef], reason: str = "removed") -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.aetitle.settings import AeTitleSettings, parse_settings
+from processors.base import JobProcessor
 from processors.registry import AETITLE, resolve_processor
 from streams.config import DEFAULT_PROCESSOR, AdapterConfig, build_config, read_source
 from streams.errors import ConfigError
@@ -103,6 +104,27 @@ def _check_entry(where: str, entry: Mapping[str, Any], found: ProcessorFindings)
         found.warnings.extend(warnings)
         return
     try:
-        found.processors[ae_title] = resolve_processor(processor)
+        cls = resolve_processor(processor)
     except ConfigError as exc:
         found.problems.extend(f"{where} ({ae_title}): processor: {p}" for p in exc.problems)
+        return
+    if not issubclass(cls, JobProcessor):
+        found.problems.append(
+            f"{where} ({ae_title}): processor: {processor!r} is {cls.__module__}."
+            f"{cls.__qualname__}, not a subclass of processors.base.JobProcessor; "
+            "point it at a job processor class"
+        )
+        return
+    found.processors[ae_title] = cls
+    raw = entry.get("processorSettings", {})
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        return  # reported by the config validation
+    try:
+        found.warnings.extend(cls.validate_settings(ae_title, raw, where=where))
+    except ConfigError as exc:
+        found.problems.extend(exc.problems)
+    except Exception as exc:  # user code: a crash while checking is a config problem too
+        found.problems.append(
+            f"{where} ({ae_title}): processorSettings: {cls.__qualname__}.validate_settings "
+            f"failed: {type(exc).__name__}: {exc}"
+        )

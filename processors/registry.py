@@ -2,7 +2,8 @@
 
 Three forms, as Clara's ``processor`` type string but Pythonic (DESIGN.md §3.2):
 
-* a built-in name: ``aetitle`` (the default AE Title Job Processor);
+* a built-in name: ``aetitle`` (the default AE Title Job Processor) or ``cache`` (the
+  cache processor with its REST API, :mod:`processors.cache`);
 * ``package.module:Class`` — imported directly;
 * any other name — an entry point in the group ``dicom_adapter.processors`` declared by
   an installed package (``[project.entry-points."dicom_adapter.processors"]``).
@@ -26,9 +27,10 @@ AETITLE = "aetitle"
 # Built-in names -> "module:Class" of their implementation.
 BUILTIN_PROCESSORS: Mapping[str, str] = {
     AETITLE: "processors.aetitle:AeTitleJobProcessor",
+    "cache": "processors.cache:CacheProcessor",
 }
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_FORMS = "use 'aetitle', 'package.module:Class' or the name of an installed entry point"
+_FORMS = "use 'aetitle', 'cache', 'package.module:Class' or the name of an installed entry point"
 
 
 def resolve_processor(name: str) -> type:
