@@ -1,0 +1,87 @@
+"""``dicom-adapter run`` — every role in one process (DESIGN.md §3.1).
+
+SCP, processors, submitter and reclaimer share one event loop and one HTTP port. With
+no Kafka configured it starts an embedded broker and says which: Apache Kafka (KRaft,
+log under ``<storage>/kafka`` so it survives restarts) when Java and the jars from
+``dicom-adapter broker fetch`` are there, else Tansu from the ``embedded`` extra (memory
+only, with a loud warning). Ctrl-C stops everything cleanly, the broker last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from processors.app import serve
+from processors.commands.kafka_args import add_kafka_arguments, load_settings
+from processors.roles import scp_role, submit_role
+from processors.runtime import process_role
+from streams.broker import start_embedded_broker
+from streams.config import AdapterConfig
+from streams.kafka import ensure_topics, topic_names
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run`` to the CLI."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run everything in one process (SCP, processors, submitter; embedded broker)",
+        description=(
+            "Run the SCP, the job processors, the submitter and the reclaimer in one process. "
+            "Without a Kafka address (--kafka, kafka.bootstrap_servers, KAFKA_BOOTSTRAP_SERVERS) "
+            "an embedded broker is started with its log under <storage>/kafka."
+        ),
+    )
+    add_kafka_arguments(parser)
+    parser.add_argument(
+        "--broker-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="port of the embedded broker (default: a free one, kept across restarts)",
+    )
+    parser.set_defaults(handler=run_all)
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Handler of ``run``; returns the exit code."""
+    config = load_settings(args)
+    return asyncio.run(_main(config, args.kafka, args.broker_port))
+
+
+@contextlib.asynccontextmanager
+async def _kafka(
+    config: AdapterConfig, address: str | None, port: int | None
+) -> AsyncIterator[str]:
+    """The bootstrap address to use: the configured Kafka, or an embedded broker."""
+    if address:
+        yield address
+        return
+    data = Path(config.storage) / "kafka"
+    broker = await start_embedded_broker(data, port)
+    log.info("embedded broker: %s at %s", broker.description, broker.bootstrap_servers)
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        await broker.stop()
+        log.info("embedded broker stopped")
+
+
+async def _main(config: AdapterConfig, kafka: str | None, broker_port: int | None) -> int:
+    async with _kafka(config, kafka or config.kafka.bootstrap_servers, broker_port) as bootstrap:
+        names = topic_names(config.kafka.topic_prefix)
+        await ensure_topics(
+            bootstrap,
+            {names.instances: config.kafka.partitions, names.jobs: config.kafka.partitions},
+            config.kafka.replication_factor,
+        )
+        log.info("topics ready: %s, %s", names.instances, names.jobs)
+        roles = {"scp": scp_role, "process": process_role, "submit": submit_role()}
+        return await serve(config, bootstrap, roles)
