@@ -20,7 +20,7 @@ from streams.scp.policy import (
     Rejection,
 )
 from streams.scp.server import DicomServer
-from streams.scp.service import OUTBOX_DIR, ScpService, kafka_publisher_factory
+from streams.scp.service import OUTBOX_DIR, ScpService, kafka_publisher_factory, outbox_dir
 from streams.scp.tags import CORE_TAGS, TagReadError, format_tag, parse_tag, read_tags
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "epoch_ms",
     "format_tag",
     "kafka_publisher_factory",
+    "outbox_dir",
     "parse_tag",
     "read_tags",
 ]

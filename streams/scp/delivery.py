@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from streams.events import Envelope
+from streams import metrics
+from streams.events import Envelope, InstanceReceived
 from streams.scp.outbox import Outbox, OutboxEntry, encode_entry
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Delivery:
         self._publisher: Publisher | None = None
         self._stack = contextlib.AsyncExitStack()
         self._direct = outbox.pending_bytes == 0
+        metrics.set_outbox_depth(outbox.pending_bytes)
         self._appending = 0
         self._queued: list[tuple[bytes, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -140,6 +142,7 @@ class Delivery:
         if self._direct and publisher is not None:
             try:
                 await asyncio.wait_for(publisher.publish(topic, key, env), self._publish_timeout)
+                _count_published([env])
                 return
             except Exception as exc:
                 if self._direct:
@@ -178,6 +181,7 @@ class Delivery:
                     if not fut.done():
                         fut.set_exception(err)
                 continue
+            metrics.set_outbox_depth(self._outbox.pending_bytes)
             for _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
@@ -254,8 +258,10 @@ class Delivery:
             if isinstance(result, BaseException):
                 break
             acked += 1
+        _count_published(e.envelope for e in entries[:acked])
         if acked == len(entries):
             await asyncio.to_thread(self._outbox.commit, end)
+            metrics.set_outbox_depth(self._outbox.pending_bytes)
             log.info("outbox: %d events published", acked)
             if self._outage_logged:
                 self._outage_logged = False
@@ -266,6 +272,7 @@ class Delivery:
         if acked:
             _, prefix_end = await asyncio.to_thread(self._outbox.read, acked)
             await asyncio.to_thread(self._outbox.commit, prefix_end)
+            metrics.set_outbox_depth(self._outbox.pending_bytes)
         self._outage(
             "outbox: broker did not acknowledge (%s); %d of %d published, retrying",
             _describe(failure),
@@ -278,6 +285,13 @@ class Delivery:
         level = logging.DEBUG if self._outage_logged else logging.WARNING
         self._outage_logged = True
         log.log(level, message, *args)
+
+
+def _count_published(envs: Iterable[Envelope]) -> None:
+    """Count acknowledged instance.received events per called AE title."""
+    for env in envs:
+        if isinstance(env.data, InstanceReceived):
+            metrics.instances_published(env.data.called_ae)
 
 
 def _describe(exc: object) -> str:

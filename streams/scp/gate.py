@@ -89,8 +89,10 @@ class AssociationGate:
             self._infos[assoc] = info
         prefer_proposed_order(assoc)
         log.debug(
-            "association %s requested by %s@%s -> %s", info.association_id, calling, host, called
-        )
+            "association %s requested by %s@%s -> %s",
+            info.association_id, calling, host, called,
+            extra={"association_id": info.association_id},
+        )  # fmt: skip
 
     def info(self, assoc: Any) -> AssociationInfo:
         """The :class:`AssociationInfo` recorded when ``assoc`` was admitted."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
+from streams import metrics
 from streams.events import InstanceReceived, envelope
 from streams.scp.bridge import EventSink
 from streams.scp.delivery import DeliveryError
@@ -108,19 +109,66 @@ class StoreHandler:
     def on_store(self, event: Any) -> int:
         """C-STORE: store, publish, answer; any unexpected error → 0xC211, logged."""
         try:
-            return self._store(event)
+            request = event.request
+            return self._store(
+                event.assoc,
+                sop_class=str(request.AffectedSOPClassUID or ""),
+                sop_uid=str(request.AffectedSOPInstanceUID or ""),
+                transfer_syntax=str(event.context.transfer_syntax),
+                data=request.DataSet.getvalue(),
+            )
         except Exception as exc:
-            log.error("C-STORE failed unexpectedly (%s); answered 0xC211", type(exc).__name__)
-            log.debug("C-STORE failure", exc_info=True)
-            return CANNOT_UNDERSTAND
+            return self._unexpected(exc)
 
-    def _store(self, event: Any) -> int:
+    def store(
+        self,
+        assoc: Any,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        data: bytes | bytearray,
+    ) -> int:
+        """:meth:`on_store` for a request already taken apart (the fast receive path).
+
+        ``data`` is the data set exactly as received. Never raises.
+        """
+        try:
+            return self._store(
+                assoc,
+                sop_class=sop_class_uid,
+                sop_uid=sop_instance_uid,
+                transfer_syntax=transfer_syntax_uid,
+                data=data,
+            )
+        except Exception as exc:
+            return self._unexpected(exc)
+
+    @staticmethod
+    def _unexpected(exc: Exception) -> int:
+        log.error("C-STORE failed unexpectedly (%s); answered 0xC211", type(exc).__name__)
+        log.debug("C-STORE failure", exc_info=exc)
+        metrics.instance_refused("unknown", CANNOT_UNDERSTAND)
+        return CANNOT_UNDERSTAND
+
+    @staticmethod
+    def _refused(called_ae: str, status: int) -> int:
+        metrics.instance_refused(called_ae, status)
+        return status
+
+    def _store(
+        self,
+        assoc: Any,
+        *,
+        sop_class: str,
+        sop_uid: str,
+        transfer_syntax: str,
+        data: bytes | bytearray,
+    ) -> int:
         received_at = self._clock()
-        info = self._gate.info(event.assoc)
-        request = event.request
-        sop_class = str(request.AffectedSOPClassUID or "")
-        sop_uid = str(request.AffectedSOPInstanceUID or "")
+        info = self._gate.info(assoc)
         called = info.called_ae
+        metrics.instance_received(called)
         opts = self._options.get(called, self._default)
         if sop_class in opts.ignored_sop_classes:
             log.warning(
@@ -129,9 +177,7 @@ class StoreHandler:
             return SUCCESS
         if self._guard is not None and not self._guard.available():
             log.warning("%s: storage is below its free-space watermark; refused 0xA700", called)
-            return OUT_OF_RESOURCES
-        transfer_syntax = str(event.context.transfer_syntax)
-        data: bytes = request.DataSet.getvalue()
+            return self._refused(called, OUT_OF_RESOURCES)
         wanted, extra = self._wanted.get(called, (CORE_TAGS, ()))
         try:
             values = read_tags(data, transfer_syntax, wanted)
@@ -161,7 +207,8 @@ class StoreHandler:
             size = write_atomic(path, (header, data), durable=self._durable)
         except OSError as exc:
             log.error("cannot store instance %s: %s; answered 0xA700", sop_uid, exc.strerror)
-            return OUT_OF_RESOURCES
+            return self._refused(called, OUT_OF_RESOURCES)
+        metrics.instance_stored(called)
         record = InstanceReceived(
             called_ae=called,
             calling_ae=info.calling_ae,
@@ -187,5 +234,5 @@ class StoreHandler:
                 sop_uid,
                 exc,
             )
-            return OUT_OF_RESOURCES
+            return self._refused(called, OUT_OF_RESOURCES)
         return SUCCESS

@@ -97,8 +97,7 @@ class Outbox:
         except BlockingIOError:
             os.close(self._lock_fd)
             raise OutboxError(
-                f"outbox {directory} is in use by another process; give each SCP its own "
-                "storage directory"
+                f"outbox {directory} is in use by another process; give each SCP its own adapter_id"
             ) from None
         self._writer: IO[bytes] | None = None
         self._size = self._repair_tail()

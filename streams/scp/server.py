@@ -1,7 +1,8 @@
 """The pynetdicom Application Entity that serves C-ECHO and C-STORE (PS3.4 Annex A, B).
 
 Contexts and transfer-syntax choice: :mod:`streams.scp.negotiation`; admission:
-:mod:`streams.scp.gate`; the handlers: :mod:`streams.scp.handlers`.
+:mod:`streams.scp.gate`; the handlers: :mod:`streams.scp.handlers`; the fast C-STORE
+receive path every accepted association gets: :mod:`streams.scp.fastpath`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import time
 from typing import Any
 
 from pynetdicom import AE, evt
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
+from streams.scp.fastpath import FastStoreDUL, StoreCallback
 from streams.scp.gate import AssociationGate
 from streams.scp.handlers import StoreHandler
-from streams.scp.negotiation import ABSTRACT_SYNTAXES, TRANSFER_SYNTAXES, supported_contexts
+from streams.scp.negotiation import (
+    ABSTRACT_SYNTAXES,
+    TRANSFER_SYNTAXES,
+    VERIFICATION,
+    supported_contexts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +44,49 @@ def build_ae(*, max_associations: int, max_pdu: int, network_timeout_s: float | 
     return ae
 
 
+STORAGE_CLASSES: frozenset[str] = frozenset(ABSTRACT_SYNTAXES) - {VERIFICATION}
+
+
+def install_fast_dul(assoc: Any, store: StoreCallback) -> None:
+    """Give a just-created acceptor association a :class:`FastStoreDUL`.
+
+    Called before the association starts: the new DUL takes over the socket and the
+    queues (the socket already queued Evt5, "transport connection indication"), and the
+    timeouts pynetdicom set on the old DUL's timers are applied again.
+    """
+    old = assoc.dul
+    dul = FastStoreDUL(assoc, store, STORAGE_CLASSES)
+    dul.socket = old.socket
+    for queue in ("event_queue", "to_provider_queue", "to_user_queue", "_recv_pdu"):
+        setattr(dul, queue, getattr(old, queue))
+    assoc.dul = dul
+    assoc.acse_timeout = assoc.acse_timeout
+    assoc.network_timeout = assoc.network_timeout
+
+
+class _RequestHandler(RequestHandler):
+    """pynetdicom's request handler, plus the fast DUL on every new association."""
+
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        store = getattr(self.server, "fast_store", None)
+        if store is not None:
+            install_fast_dul(assoc, store)
+        return assoc
+
+
+class _AssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a ``fast_store`` callback for new associations."""
+
+    fast_store: StoreCallback | None = None
+
+
 class DicomServer:
     """A listening SCP: :meth:`start` binds (port 0 picks a free one), :meth:`stop` ends.
 
-    Runs pynetdicom's threaded server (one thread per association).
+    Runs pynetdicom's threaded server (one thread per association); with ``fast_path``
+    (the default) C-STOREs take :mod:`streams.scp.fastpath`, otherwise pynetdicom's own
+    path to :meth:`StoreHandler.on_store`.
     """
 
     def __init__(
@@ -51,8 +99,10 @@ class DicomServer:
         max_associations: int = 25,
         max_pdu: int = 0,
         network_timeout_s: float | None = 60.0,
+        fast_path: bool = True,
     ) -> None:
         self.host = host
+        self.fast_path = fast_path
         self.requested_port = port
         self._gate = gate
         self._handler = handler
@@ -85,12 +135,22 @@ class DicomServer:
             (evt.EVT_C_STORE, self._handler.on_store),
         ]
         with self._lock:
-            self._server = self._ae.start_server(
+            # As AE.start_server(block=False), with our server and request handler.
+            server = self._ae.make_server(
                 (self.host, self.requested_port),
-                block=False,
                 evt_handlers=handlers,
                 contexts=self._contexts,
+                server_class=_AssociationServer,
+                request_handler=_RequestHandler,
             )
+            if self.fast_path:
+                server.fast_store = self._handler.store
+            thread = threading.Thread(
+                target=make_target(server.serve_forever), name="AcceptorServer", daemon=True
+            )
+            thread.start()
+            self._ae._servers.append(server)
+            self._server = server
         log.info(
             "DICOM SCP listening on %s:%d (%d abstract syntaxes, %d transfer syntaxes)",
             self.host,

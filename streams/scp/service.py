@@ -6,7 +6,7 @@ Usage (inside a running loop)::
         print(scp.port)          # the bound port (config port 0 picks a free one)
         await stop_event.wait()
 
-Start-up opens the outbox (``<storage>/.outbox``), connects to Kafka (creating the
+Start-up opens the outbox (``<storage>/.outbox/<adapter_id>``), connects to Kafka (creating the
 topics first) — or, if the broker is unreachable, starts anyway and keeps events in the
 outbox until it is back — then listens. Shutdown stops accepting, lets open
 associations finish, and closes the publisher; events not yet in Kafka stay in the
@@ -35,11 +35,17 @@ from streams.scp.handlers import AeOptions, StoreHandler, epoch_ms
 from streams.scp.outbox import Outbox
 from streams.scp.policy import AssociationPolicy
 from streams.scp.server import DicomServer
-from streams.storage import DiskUsage, SpaceGuard
+from streams.storage import DiskUsage, SpaceGuard, sanitize_component
 
 log = logging.getLogger(__name__)
 
 OUTBOX_DIR = ".outbox"
+
+
+def outbox_dir(storage: Path, adapter_id: str) -> Path:
+    """``<storage>/.outbox/<adapter_id>``: one outbox per SCP, so SCPs with distinct
+    adapter ids can share one storage folder (issue 6)."""
+    return storage / OUTBOX_DIR / sanitize_component(adapter_id)
 
 
 def kafka_publisher_factory(
@@ -68,7 +74,12 @@ def kafka_publisher_factory(
             config.kafka.replication_factor,
             timeout_s=10.0,
         )
-        async with EventPublisher(servers, client_id=f"{config.adapter_id}-scp") as publisher:
+        # linger 0: every C-STORE waits for its ack, so a batching delay is pure latency;
+        # events of concurrent associations still share requests (aiokafka sends one
+        # request per broker at a time and batches what queued up meanwhile).
+        async with EventPublisher(
+            servers, client_id=f"{config.adapter_id}-scp", linger_ms=0
+        ) as publisher:
             yield publisher
 
     return connect
@@ -174,7 +185,7 @@ class ScpService:
 
     @property
     def outbox(self) -> Outbox:
-        """The local outbox under ``<storage>/.outbox``."""
+        """The local outbox under ``<storage>/.outbox/<adapter_id>``."""
         if self._outbox is None:
             raise RuntimeError("ScpService is not started")
         return self._outbox
@@ -185,7 +196,7 @@ class ScpService:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.storage.mkdir, parents=True, exist_ok=True)
         self._outbox = await asyncio.to_thread(
-            Outbox, self.storage / OUTBOX_DIR, durable=self._durable
+            Outbox, outbox_dir(self.storage, self.config.adapter_id), durable=self._durable
         )
         try:
             pending = self._outbox.pending_bytes

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from io import BytesIO
-from typing import Any
+from io import SEEK_CUR, SEEK_END, SEEK_SET, BytesIO, RawIOBase
+from typing import Any, BinaryIO, cast
 
 from pydicom.dataelem import DataElement
 from pydicom.filereader import read_dataset
@@ -80,7 +80,9 @@ def element_text(elem: DataElement) -> str:
     return _text(elem.value)
 
 
-def read_tags(dataset: bytes, transfer_syntax_uid: str, tags: Iterable[int]) -> dict[int, str]:
+def read_tags(
+    dataset: bytes | bytearray | memoryview, transfer_syntax_uid: str, tags: Iterable[int]
+) -> dict[int, str]:
     """Values of ``tags`` in an encoded data set, as strings; absent tags are left out.
 
     Raises :class:`TagReadError` when the bytes cannot be parsed up to those tags.
@@ -91,15 +93,15 @@ def read_tags(dataset: bytes, transfer_syntax_uid: str, tags: Iterable[int]) -> 
     implicit, little, deflated = _encoding(transfer_syntax_uid)
     try:
         data = zlib.decompress(dataset, -zlib.MAX_WBITS) if deflated else dataset
+        # Read in place: a BytesIO would first copy the whole data set (pixels included).
+        source = cast(BinaryIO, BytesIO(data) if isinstance(data, bytes) else _ViewReader(data))
         last = wanted[-1]
 
         def past_last(tag: BaseTag, vr: str | None, length: int) -> bool:
             return bool(tag > last)
 
         specific: list[BaseTag | int] = [Tag(t) for t in (SPECIFIC_CHARACTER_SET, *wanted)]
-        ds = read_dataset(
-            BytesIO(data), implicit, little, stop_when=past_last, specific_tags=specific
-        )
+        ds = read_dataset(source, implicit, little, stop_when=past_last, specific_tags=specific)
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise TagReadError(f"cannot read tags from the data set: {exc}") from exc
     result: dict[int, str] = {}
@@ -107,6 +109,35 @@ def read_tags(dataset: bytes, transfer_syntax_uid: str, tags: Iterable[int]) -> 
         if tag in ds:
             result[tag] = _value_text(ds, tag)
     return result
+
+
+class _ViewReader(RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it."""
+
+    def __init__(self, buffer: bytearray | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(buffer)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        n = max(0, min(len(target), len(self._view) - self._pos))
+        target[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = SEEK_SET) -> int:
+        base = {SEEK_SET: 0, SEEK_CUR: self._pos, SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def _value_text(ds: Any, tag: int) -> str:

@@ -12,6 +12,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+#: What :func:`write_atomic` writes: any bytes-like chunk.
+Chunk = bytes | bytearray | memoryview
+
 
 def fsync_dir(path: Path) -> None:
     """fsync a directory so a rename or creation inside it is durable."""
@@ -41,7 +44,7 @@ def _make_dirs(directory: Path, durable: bool) -> None:
 
 
 def write_atomic(
-    path: Path, chunks: Iterable[bytes] | Sequence[bytes], *, durable: bool = True
+    path: Path, chunks: Iterable[Chunk] | Sequence[Chunk], *, durable: bool = True
 ) -> int:
     """Write ``chunks`` to ``path`` atomically (replacing any existing file).
 
@@ -64,7 +67,7 @@ def write_atomic(
 _ATTEMPTS = 3
 
 
-def _write_once(path: Path, chunks: Iterable[bytes], durable: bool) -> int:
+def _write_once(path: Path, chunks: Iterable[Chunk], durable: bool) -> int:
     directory = path.parent
     _make_dirs(directory, durable)
     # Dot-prefixed: sanitised names never start with a dot, so no collision is possible.

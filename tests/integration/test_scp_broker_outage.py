@@ -17,7 +17,7 @@ from helpers.kafka import read_events
 from helpers.scp import scp_config
 from pydicom.uid import generate_uid
 
-from streams.scp import OUTBOX_DIR, ScpService
+from streams.scp import ScpService, outbox_dir
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom]
 
@@ -84,7 +84,7 @@ async def test_broker_unreachable_then_outbox_replayed_after_restart(
     ids = sorted(e.envelope.id for e in waiting)
 
     # A torn line, as a crash in the middle of an append leaves it, is ignored.
-    await asyncio.to_thread(_tear, storage / OUTBOX_DIR / "events.jsonl")
+    await asyncio.to_thread(_tear, outbox_dir(storage, "test-adapter") / "events.jsonl")
 
     async with ScpService(scp_config(storage, kafka_bootstrap, prefix)) as scp:
         await asyncio.wait_for(scp.delivery.wait_drained(), 60)
@@ -93,7 +93,7 @@ async def test_broker_unreachable_then_outbox_replayed_after_restart(
     assert [env.data.received_at for _, env in events] == sorted(
         env.data.received_at for _, env in events
     )  # one key, one partition: in the order they were received
-    assert not (storage / OUTBOX_DIR / "events.jsonl").exists()
+    assert not (outbox_dir(storage, "test-adapter") / "events.jsonl").exists()
 
 
 async def test_broker_comes_back_while_receiving(
@@ -132,6 +132,6 @@ async def test_neither_kafka_nor_outbox_answers_out_of_resources(
     dead = f"127.0.0.1:{_unused_port()}"
     async with ScpService(scp_config(storage, dead, prefix)) as scp:
         # The outbox log cannot be opened: a directory sits where the file goes.
-        await asyncio.to_thread((storage / OUTBOX_DIR / "events.jsonl").mkdir)
+        await asyncio.to_thread((scp.outbox.directory / "events.jsonl").mkdir)
         _, statuses = await asyncio.to_thread(scu.store, scp.port, [make_ct()], aec="CT-AE")
         assert statuses == [0xA700]
