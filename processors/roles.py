@@ -48,7 +48,12 @@ def submit_role(*, reclaim: bool = True) -> Role:
     """The submitter (and, unless ``reclaim`` is false, the reclaimer)."""
 
     async def role(ctx: RoleContext) -> None:
+        assigned = ctx.readiness.flag(
+            "submit partitions assigned", "waiting for a partition assignment"
+        )
         ctx.started.set()
-        await run_submit_role(ctx.config, ctx.bootstrap, ctx.stop, reclaim=reclaim)
+        await run_submit_role(
+            ctx.config, ctx.bootstrap, ctx.stop, reclaim=reclaim, assigned=assigned
+        )
 
     return role

@@ -25,6 +25,7 @@ from processors.ledgerio.publish import Publisher
 from processors.reclaim.files import delete_instances
 from processors.reclaim.state import PAYLOAD_EXPIRED, ExpiredPayload, GroupFiles, ReclaimLedger
 from processors.submit.staging import remove_payload
+from streams import metrics
 from streams.errors import BrokerError
 from streams.events import Envelope, GroupClosed, InstancesRemoved, JobSubmitted, envelope
 
@@ -139,6 +140,7 @@ class ReclaimService:
         result = await asyncio.to_thread(
             delete_instances, self.storage, plan.delete, not_after_ms=group.last_received_at
         )
+        metrics.bytes_reclaimed(result.bytes_freed)
         event = InstancesRemoved(
             sop_instance_uids=tuple(i.sop_instance_uid for i in result.removed),
             uris=tuple(i.uri for i in result.removed),
@@ -179,6 +181,7 @@ class ReclaimService:
         except (OSError, ValueError) as exc:
             log.warning("cannot remove the payload of job %s: %s", expired.job_id, exc)
             return False
+        metrics.bytes_reclaimed(freed)
         event = InstancesRemoved(
             sop_instance_uids=expired.sop_instance_uids,
             uris=(expired.payload_uri,),

@@ -15,18 +15,56 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from processors.ledgerio import LedgerFollower
+from processors.http.readiness import ReadyFlag
+from processors.ledgerio import LedgerFollower, LedgerHandler
 from processors.reclaim.service import ReclaimService
 from processors.submit.backoff import RetryPolicy
 from processors.submit.clients import make_platform
 from processors.submit.service import SubmitService
 from streams.config import AdapterConfig
 from streams.errors import AdapterError
+from streams.events import Envelope
 from streams.kafka import EventPublisher, ensure_topics, topic_names
 
 log = logging.getLogger(__name__)
 
 _Part = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class AssignmentFlag:
+    """A :class:`LedgerHandler` that passes everything on to ``handler`` and keeps
+    ``flag`` set while the follower holds partitions (``/readyz``: assigned)."""
+
+    def __init__(self, handler: LedgerHandler, flag: ReadyFlag) -> None:
+        self.handler = handler
+        self.flag = flag
+        self._held: set[int] = set()
+
+    def assigned(self, partitions: frozenset[int]) -> None:
+        """Pass on; the flag is set once any partition is held."""
+        self.handler.assigned(partitions)
+        self._held |= partitions
+        if self._held:
+            self.flag.set()
+
+    async def revoked(self, partitions: frozenset[int]) -> None:
+        """Pass on; the flag is cleared when no partition is left."""
+        self._held -= partitions
+        if not self._held:
+            self.flag.clear("partitions revoked: rebalancing")
+        await self.handler.revoked(partitions)
+
+    def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
+        """Pass on."""
+        self.handler.record(partition, offset, key, env)
+
+    def caught_up(self, partition: int) -> None:
+        """Pass on."""
+        self.handler.caught_up(partition)
+
+    def committable(self, partition: int) -> int | None:
+        """Pass on."""
+        return self.handler.committable(partition)
 
 
 def submitter_group(prefix: str) -> str:
@@ -59,8 +97,13 @@ async def run_submit_role(
     aging_s: float = 60.0,
     clock: Callable[[], float] = time.time,
     rand: Callable[[], float] = random.random,
+    assigned: ReadyFlag | None = None,
 ) -> None:
-    """Run until ``stop`` is set. Raises the first :class:`AdapterError` of any part."""
+    """Run until ``stop`` is set. Raises the first :class:`AdapterError` of any part.
+
+    ``assigned`` (optional) is kept set while the submitter holds partitions of the
+    jobs topic.
+    """
     prefix = config.kafka.topic_prefix
     jobs_topic = topic_names(prefix).jobs
     storage = storage_root(config)
@@ -89,7 +132,9 @@ async def run_submit_role(
                         bootstrap_servers=bootstrap,
                         topic=jobs_topic,
                         group_id=submitter_group(prefix),
-                        handler=submitter,
+                        handler=submitter
+                        if assigned is None
+                        else AssignmentFlag(submitter, assigned),
                         client_id=f"{config.adapter_id}-submit",
                     ).run,
                 ),

@@ -33,6 +33,7 @@ from processors.submit.platform import PlatformClient, PlatformJob, SubmitOutcom
 from processors.submit.queue import JobQueue
 from processors.submit.staging import StagingError, payload_dir, stage_payload
 from processors.submit.state import JobLedger, JobState
+from streams import metrics
 from streams.errors import BrokerError
 from streams.events import Envelope, GroupClosed, GroupInstance, JobRetryRequested, envelope
 
@@ -168,6 +169,7 @@ class SubmitService:
         if state is None or not state.is_open or p not in self._live:
             return
         attempt = state.attempts + 1
+        metrics.submit_attempt()
         job, outcome = await self._try(state, attempt)
         now_ms = int(self.clock() * 1000)
         decision = decide(
@@ -182,6 +184,7 @@ class SubmitService:
         if not await self._publish(state.key, env, stop):
             return
         self._log_outcome(job, outcome, decision.retry_delay_s)
+        metrics.job_outcome(_outcome_label(outcome, decision.retry_delay_s), job.priority)
         self._after_change(p, self.ledger.apply(state.key, env))
 
     async def _try(self, state: JobState, attempt: int) -> tuple[PlatformJob, SubmitOutcome]:
@@ -236,17 +239,20 @@ class SubmitService:
             log.info(
                 "job %s (%s/%s, %s) submitted on attempt %d",
                 job.job_id, job.ae_title, job.pipeline_name, job.priority, job.attempt,
+                extra={"job_id": job.job_id},
             )  # fmt: skip
         elif delay is not None:
             log.warning(
                 "job %s attempt %d failed, retry in %.3g s: %s",
                 job.job_id, job.attempt, delay, outcome.error,
+                extra={"job_id": job.job_id},
             )  # fmt: skip
         else:
             log.error(
                 "job %s dead-lettered after attempt %d (files kept; `dicom-adapter jobs retry "
                 "%s` re-submits it): %s",
                 job.job_id, job.attempt, job.job_id, outcome.error,
+                extra={"job_id": job.job_id},
             )  # fmt: skip
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -275,6 +281,12 @@ class SubmitService:
         self.queue.push(state.job_id, state.priority, state.pending_since / 1000, ready_at)
         self._wake.set()
         return 1
+
+
+def _outcome_label(outcome: SubmitOutcome, retry_delay_s: float | None) -> metrics.JobOutcome:
+    if outcome.kind == "submitted":
+        return "submitted"
+    return "failed" if retry_delay_s is not None else "dead_lettered"
 
 
 async def _first(stop: asyncio.Event, wake: asyncio.Event | None, wait_s: float | None) -> bool:
