@@ -25,6 +25,7 @@ from typing import IO, Any, Self
 
 from streams.broker.ready import wait_until_serving
 from streams.errors import BrokerError
+from streams.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-class LocalBroker(abc.ABC):
+class LocalBroker(Service, abc.ABC):
     """A single-node broker running as a child process on a loopback port.
 
     Use as ``async with broker:`` (inside a running loop) or ``with broker:`` (no loop
@@ -150,7 +151,7 @@ class LocalBroker(abc.ABC):
     def _prepare(self) -> tuple[int, Sequence[str]]:
         """Check prerequisites, write config; return (client port, argv to spawn)."""
 
-    def _after_ready(self, cluster: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def _after_ready(self, cluster: dict[str, Any]) -> None:
         """Hook run once the broker answered metadata (e.g. to warn)."""
 
     # -- public surface ----------------------------------------------------------
@@ -234,18 +235,6 @@ class LocalBroker(abc.ABC):
         while proc.poll() is None:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
         return proc.returncode
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def __enter__(self) -> Self:
         self._run_sync(self.start)

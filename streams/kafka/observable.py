@@ -19,8 +19,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import reactivex
 from aiokafka import AIOKafkaConsumer
@@ -36,6 +35,7 @@ from streams.errors import BrokerError
 from streams.events import EventDecodeError
 from streams.kafka.commits import CommitTracker
 from streams.kafka.records import BatchEnd, PartitionProgress, Record, decode_message
+from streams.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def _call(callback: PartitionsCallback | None, partitions: frozenset[Topic
         await result
 
 
-class KafkaSource:
+class KafkaSource(Service):
     """A consumer-group member whose records are a reactivex Observable.
 
     Create it inside the running loop (``async with KafkaSource(...) as source``).
@@ -232,18 +232,6 @@ class KafkaSource:
         """Wait until reading ends; re-raises the error that ended it, if any."""
         if self._task is not None:
             await asyncio.shield(self._task)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- commits -----------------------------------------------------------------
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.errors import BrokerError
 from streams.events import Envelope, encode
+from streams.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
 
-class EventPublisher:
+class EventPublisher(Service):
     """An async context manager around ``AIOKafkaProducer`` for event envelopes.
 
     ``acks="all"`` always; idempotent by default (no duplicates or reordering on
@@ -97,18 +97,6 @@ class EventPublisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _running(self) -> Any:
         if self._producer is None:

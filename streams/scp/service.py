@@ -22,12 +22,11 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from streams.config import AdapterConfig
 from streams.errors import ConfigError
 from streams.kafka import EventPublisher, ensure_topics, topic_names
+from streams.lifecycle import Service
 from streams.scp.bridge import LoopBridge
 from streams.scp.delivery import Delivery, Publisher, PublisherFactory
 from streams.scp.gate import AssociationGate
@@ -126,7 +125,7 @@ def ae_options_from_config(
     }
 
 
-class ScpService:
+class ScpService(Service):
     """The SCP role (see the module docstring).
 
     ``ae_tags`` maps a called AE title to the extra tags (8 hex digits) its processor
@@ -251,15 +250,3 @@ class ScpService:
         outbox, self._outbox = self._outbox, None
         if outbox is not None:
             outbox.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
