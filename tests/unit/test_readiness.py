@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,13 +94,21 @@ async def test_storage_that_is_not_a_directory_is_not_ready(tmp_path: Path) -> N
     assert "is not a directory (is the volume mounted?)" in (report.results[0].error or "")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def _read_only(path: Path, on: bool) -> None:
+    """Make ``path`` refuse new files: chmod for users, the immutable flag for root
+    (root ignores permission bits, but not ``chattr +i`` on ext4)."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True)
+    else:
+        path.chmod(0o555 if on else 0o755)
+
+
 async def test_read_only_storage_is_not_ready(tmp_path: Path) -> None:
-    await asyncio.to_thread(tmp_path.chmod, 0o555)
+    await asyncio.to_thread(_read_only, tmp_path, True)
     try:
         readiness = Readiness()
         readiness.add("storage writable", storage_writable(tmp_path))
         report = await readiness.evaluate()
     finally:
-        await asyncio.to_thread(tmp_path.chmod, 0o755)
+        await asyncio.to_thread(_read_only, tmp_path, False)
     assert "is not writable" in (report.results[0].error or "")
