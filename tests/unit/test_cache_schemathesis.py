@@ -12,6 +12,8 @@ import atexit
 import itertools
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,20 @@ def _app() -> Any:
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _deep_thread_stacks() -> Iterator[None]:
+    """Give the threads schemathesis runs the app in a large C stack.
+
+    Hypothesis raises the recursion limit while it generates, so rendering a deeply
+    nested generated body can recurse in C past a thread's default 8 MiB stack and
+    crash the interpreter (seen once in a full CI run). The app itself runs with the
+    normal recursion limit, where such input is a RecursionError, not a crash.
+    """
+    previous = threading.stack_size(256 << 20)
+    yield
+    threading.stack_size(previous)
 
 
 def _aim(case: schemathesis.Case) -> None:
