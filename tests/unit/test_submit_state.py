@@ -67,9 +67,10 @@ def test_fold_gives_state_attempts_priority_and_timings() -> None:
 
 
 def test_applying_every_event_twice_changes_nothing() -> None:
-    once = fold(_history())
+    history = list(_history())  # once: its records carry wall-clock received_at stamps
+    once = fold(history)
     twice = JobLedger()
-    for key, e in _history():
+    for key, e in history:
         twice.apply(key, e)
         assert twice.apply(key, e) == ()  # the echo of an event already folded
     assert dict(once.jobs) == dict(twice.jobs)
