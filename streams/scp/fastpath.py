@@ -119,6 +119,7 @@ class FastStoreDUL(DULServiceProvider):
         self._storage_classes = storage_classes
         self._incoming: _Incoming | None = None
         self._passthrough = False
+        self._broken = False  # a message pynetdicom could not decode: abort pending
 
     # -- the reactor's two hooks ------------------------------------------------------
 
@@ -194,12 +195,26 @@ class FastStoreDUL(DULServiceProvider):
         # pynetdicom checks for [id, bytes] *lists* (its annotation says tuples).
         pdv: Any = [context_id, bytes([control]) + bytes(fragment)]
         primitive.presentation_data_value_list = [pdv]
-        self.assoc.dimse.receive_primitive(primitive)
+        try:
+            self.assoc.dimse.receive_primitive(primitive)
+        except Exception as exc:
+            # pynetdicom's DIMSE decoder raises on some malformed command sets (one
+            # without CommandDataSetType, say), which would kill the reactor with a
+            # traceback: answer as for any invalid PDU instead (PS3.8 AA-8, A-ABORT).
+            log.error("malformed DIMSE message (%s); aborting the association", type(exc).__name__)
+            self.assoc.dimse.message = None
+            self._passthrough = False
+            self._incoming = None
+            self._broken = True
+            self.event_queue.put("Evt19")
+            return
         self._passthrough = self.assoc.dimse.message is not None
 
     # -- message assembly -----------------------------------------------------------
 
     def _on_pdv(self, pdv: Pdv) -> None:
+        if self._broken:
+            return
         if self._passthrough:
             self._forward(pdv.context_id, _control(pdv), pdv.fragment)
             return

@@ -23,21 +23,29 @@ log = logging.getLogger(__name__)
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
+#: Most bytes :func:`recv_exact` allocates ahead of data actually received: a PDU
+#: length field is the peer's claim (up to 4 GiB), not data.
+PREALLOCATE_MAX = 1 << 20
+
+
 def recv_exact(sock: socket.socket, nr_bytes: int, *, quickack: bool) -> bytearray:
     """Read ``nr_bytes`` (fewer only if the peer closes), re-arming quick ACKs per read.
 
     Same contract as ``AssociationSocket.recv``: returns what arrived before the
     connection closed; socket errors propagate to pynetdicom's DUL, which handles them.
+    The buffer grows with the data received (at most doubling), so a bogus length field
+    costs no memory the peer has not sent.
     """
-    buf = bytearray(nr_bytes)
-    view = memoryview(buf)
+    buf = bytearray(min(nr_bytes, PREALLOCATE_MAX))
     got = 0
     while got < nr_bytes:
+        if got == len(buf):
+            buf.extend(bytes(min(nr_bytes - got, len(buf))))
         if quickack and _QUICKACK is not None:
             sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        n = sock.recv_into(view[got:], nr_bytes - got)
+        with memoryview(buf) as view:
+            n = sock.recv_into(view[got:], len(buf) - got)
         if n == 0:
-            del view
             del buf[got:]
             return buf
         got += n
