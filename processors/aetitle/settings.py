@@ -246,3 +246,30 @@ def _unknown_key(key: str) -> str:
     if close:
         return f"unknown setting (did you mean {close[0]!r}?); {allowed}"
     return f"unknown setting; {allowed}"
+
+
+#: groupBy tags whose groups never span two patients, so keying events by
+#: ``<called_ae>/<PatientID>`` puts every instance of a group on one partition.
+NESTED_IN_PATIENT = frozenset({PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
+
+
+def partitioning_problem(
+    where: str, ae_title: str, settings: AeTitleSettings, partitions: int
+) -> str | None:
+    """Why this groupBy cannot be processed exactly with ``partitions`` partitions, or None.
+
+    Events are keyed by patient, and each partition has one owner that forms groups from
+    its own partition only. A tag that is not nested in a patient (e.g. StationName) can
+    put one group's instances on several partitions, which would split it into several
+    jobs. Until a repartition topic keyed by the group key exists, such a groupBy needs a
+    single partition (DESIGN.md §3.3).
+    """
+    if settings.group_by in NESTED_IN_PATIENT or partitions <= 1:
+        return None
+    tag = f"({settings.group_by[:4]},{settings.group_by[4:]})"
+    return (
+        f"{where} ({ae_title}): processorSettings.groupBy: {tag} is not nested in a patient, "
+        f"so with kafka.partitions {partitions} one group could be split across partitions "
+        "into several jobs; set kafka.partitions: 1 (one processor owns every group) or "
+        "group by Patient, Study or Series"
+    )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.structs import TopicPartition
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from processors.aetitle.settings import parse_settings, partitioning_problem
 from processors.base import JobProcessor, ProcessorContext
 from processors.http.readiness import Readiness
 from processors.runtime.build import build_processors
@@ -46,7 +47,8 @@ def processors_group(prefix: str) -> str:
 
 
 def check_process_config(config: AdapterConfig) -> None:
-    """Refuse to process without AE titles (every instance would be reclaimed)."""
+    """Refuse to process without AE titles (every instance would be reclaimed), or with
+    a groupBy that the partitioning would split (see :func:`partitioning_problem`)."""
     if not config.scp.ae_titles:
         raise ConfigError(
             [
@@ -54,6 +56,17 @@ def check_process_config(config: AdapterConfig) -> None:
                 "reclaim every instance; configure the AE titles (the same list as the SCP's)"
             ]
         )
+    problems = []
+    for index, ae in enumerate(config.scp.ae_titles):
+        if ae.processor != "aetitle":
+            continue
+        where = f"scp.ae_titles[{index}]"
+        settings, _ = parse_settings(ae.ae_title, ae.processor_settings, where=where)
+        problem = partitioning_problem(where, ae.ae_title, settings, config.kafka.partitions)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems)
 
 
 class ProcessRole:

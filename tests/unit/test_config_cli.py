@@ -173,3 +173,22 @@ def test_as_a_module_in_a_subprocess() -> None:
     )
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith("config OK: ")
+
+
+def _write(tmp_path, group_by: str, partitions: int):  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"kafka:\n  partitions: {partitions}\n"
+        "scp:\n  ae_titles:\n    - ae_title: CT\n      processorSettings:\n"
+        f"        groupBy: '{group_by}'\n        pipeline-x: P\n"
+    )
+    return path
+
+
+def test_a_group_by_tag_not_nested_in_a_patient_needs_one_partition(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["config", "check", str(_write(tmp_path, "0008,1010", 3))]) == 2
+    err = capsys.readouterr().err
+    assert "scp.ae_titles[0] (CT): processorSettings.groupBy: (0008,1010)" in err
+    assert "set kafka.partitions: 1" in err
+    assert main(["config", "check", str(_write(tmp_path, "0008,1010", 1))]) == 0
+    assert main(["config", "check", str(_write(tmp_path, "Series", 12))]) == 0
