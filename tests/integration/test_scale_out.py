@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
-from prometheus_client.parser import text_string_to_metric_families
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -40,18 +35,17 @@ from processors.ledgerio import LedgerRecord
 from processors.runtime import processors_group
 from streams.events import GroupClosed, InstancesRemoved, JobSubmitted
 from streams.kafka import ensure_topics
+from tests.helpers.cluster import NS, Cluster, Role, poll, scrape
 from tests.helpers.dicom import dcmtk, echoscu, make_ct, storescu, write_instances
 from tests.helpers.processor import PIPELINES, free_port, poll_readyz, wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 AE = "CLARA-CT"
 PARTITIONS = 6
 TIMEOUT_S = 5.0  # the AE title's grouping timeout (the default)
 SETTLE_S = TIMEOUT_S + 1.0 + 1.5  # timeout + processor grace + margin
 STUDIES = 20
-NS = "dicom_adapter_"
 
 
 def _config(path: Path, *, prefix: str, storage: Path) -> Path:
@@ -78,64 +72,6 @@ def _config(path: Path, *, prefix: str, storage: Path) -> Path:
     return path
 
 
-@dataclass
-class Role:
-    """One running role process: its name, HTTP port, DICOM port and log file."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    http_port: int
-    log: Path
-    dicom_port: int = 0
-    sent: list[str] = field(default_factory=list)  # SOP UIDs this SCP received
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def alive(self) -> None:
-        assert self.proc.returncode is None, f"{self.name} died:\n{self.log.read_text()[-3000:]}"
-
-
-class Cluster:
-    """Starts role processes exactly as compose.yaml runs them."""
-
-    def __init__(self, bootstrap: str, config: Path, logs: Path) -> None:
-        self.bootstrap = bootstrap
-        self.config = config
-        self.logs = logs
-        self.roles: list[Role] = []
-
-    async def start(self, role: str, name: str, *, dicom_port: int = 0) -> Role:
-        http_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_ADAPTER")}
-        env["DICOM_ADAPTER_ADAPTER_ID"] = name
-        env["DICOM_ADAPTER_HTTP__PORT"] = str(http_port)
-        if dicom_port:
-            env["DICOM_ADAPTER_SCP__PORT"] = str(dicom_port)
-        log = self.logs / f"{name}.log"
-        args = ["--log-format", "json", role, "--config", str(self.config)]
-        with log.open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "processors.cli", *args, "--kafka", self.bootstrap,
-                cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=out,
-            )  # fmt: skip
-        started = Role(name, proc, http_port, log, dicom_port)
-        self.roles.append(started)
-        return started
-
-    def alive(self) -> None:
-        for role in self.roles:
-            if role.name != "processor-a":  # the one the test kills
-                role.alive()
-
-    async def kill_all(self) -> None:
-        for role in self.roles:
-            if role.proc.returncode is None:
-                role.proc.kill()
-                await role.proc.wait()
-
-
 class _HoldRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """A group member that does not let a rebalance finish until ``release`` is set."""
 
@@ -149,28 +85,6 @@ class _HoldRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         self.assigned.set()
-
-
-async def scrape(url: str) -> dict[str, float]:
-    """``/metrics`` as ``{sample name: value summed over every label set}``."""
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        response = await client.get(f"{url}/metrics")
-    assert response.status_code == 200
-    totals: dict[str, float] = collections.defaultdict(float)
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            totals[sample.name] += sample.value
-    return dict(totals)
-
-
-async def poll(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
-    """Poll ``check`` until true (a readiness poll with a deadline)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what}: not reached in {timeout_s} s")
 
 
 async def send(scp: Role, folder: Path, datasets: list[Dataset]) -> None:
@@ -303,8 +217,8 @@ async def test_two_scps_two_processors_one_submitter_on_one_bus(
                 sops_b.setdefault(str(ds.StudyInstanceUID), []).append(str(ds.SOPInstanceUID))
             await send(scps[(n // 2) % 2], tmp_path / f"b{n}", datasets)
             if n == 6:  # mid-stream: kill one replica, start another
-                processors[0].proc.send_signal(signal.SIGKILL)
-                assert await processors[0].proc.wait() == -signal.SIGKILL
+                await cluster.kill(processors[0])
+                assert processors[0].proc.returncode == -signal.SIGKILL
                 processors.append(await cluster.start("process", "processor-c"))
             await asyncio.sleep(0.3)  # paces the sender
         last_sent = time.monotonic()
@@ -380,7 +294,7 @@ async def test_two_scps_two_processors_one_submitter_on_one_bus(
         await poll("every instance file reclaimed and counted", reclaimed)
 
         # -- clean stop, JSON logs ------------------------------------------------------
-        survivors = [r for r in cluster.roles if r.name != "processor-a"]
+        survivors = cluster.current()
         for role in survivors:
             role.proc.send_signal(signal.SIGTERM)
         for role in survivors:
