@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,13 @@ class Cluster:
         self.roles: list[Role] = []
 
     async def start(
-        self, role: str, name: str, *, dicom_port: int = 0, env: Mapping[str, str] | None = None
+        self,
+        role: str,
+        name: str,
+        *,
+        dicom_port: int = 0,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> Role:
         http_port = free_port()
         full = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_ADAPTER")}
@@ -79,10 +85,10 @@ class Cluster:
         if dicom_port:
             full["DICOM_ADAPTER_SCP__PORT"] = str(dicom_port)
         log = self.logs / f"{name}.log"
-        args = ["--log-format", "json", role, "--config", str(self.config)]
+        argv = ["--log-format", "json", role, "--config", str(self.config), *args]
         with log.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "processors.cli", *args, "--kafka", self.bootstrap,
+                sys.executable, "-m", "processors.cli", *argv, "--kafka", self.bootstrap,
                 cwd=REPO, env=full, stdout=asyncio.subprocess.DEVNULL, stderr=out,
             )  # fmt: skip
         started = Role(name, role, proc, http_port, log, dicom_port)

@@ -2,9 +2,10 @@
 
 It behaves like a platform with idempotency keys (IETF draft-ietf-httpapi-idempotency-
 key-header): the first successful request for a key creates a job; a repeat of that key
-gets the stored answer and creates nothing. Knobs make it fail the first N calls, refuse
-some jobs with 4xx, answer slowly, hold requests behind a gate, or run a hook (e.g. kill
-the submitter) after a job was created and before the answer is sent.
+gets the stored answer and creates nothing. Knobs make it fail the first N calls, fail
+at random (``flaky``), refuse some jobs with 4xx, answer slowly, hold requests behind a
+gate, or run a hook (e.g. kill the submitter) after a job was created and before the
+answer is sent.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class PlatformServer:
     delay_s: float = 0.0
     gate: threading.Event | None = None
     on_created: Callable[[str], None] | None = None
+    flaky: Callable[[], bool] | None = None  # True: answer this call with fail_status
     requests: list[Seen] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)  # idempotency key -> platform id
     arrived: int = 0  # requests received, counted before the gate
@@ -108,6 +110,8 @@ class PlatformServer:
                 status, answer = 200, {"id": self.created[key], "replayed": True}
             elif self.fail_first > 0:
                 self.fail_first -= 1
+                status, answer = self.fail_status, {"error": "platform busy"}
+            elif self.flaky is not None and self.flaky():
                 status, answer = self.fail_status, {"error": "platform busy"}
             elif self.reject is not None and (refused := self.reject(body)) is not None:
                 status, answer = refused[0], {"error": refused[1]}

@@ -1,0 +1,329 @@
+"""One seeded chaos run: the full set of roles on a real broker, senders, faults, verdict.
+
+``await ChaosRun(seed, ...).run()`` starts two SCPs, two processor replicas and the
+submitter (with its reclaimer) as separate processes, exactly as compose.yaml runs
+them, against an HTTP platform that fails some calls and refuses one study for good.
+It streams the plan's studies through DCMTK and pynetdicom senders while the plan's
+faults hit, waits until the system settles, then checks :mod:`tests.chaos.invariants`
+on the ledger, the storage folder, the platform and the senders' outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from processors.ledgerio import replay
+from streams.events import EventData, GroupClosed, InstancesRemoved, JobFailed, JobSubmitted
+from streams.kafka import ensure_topics
+from tests.chaos.faults import Faults, Roles, answers_echo, ready
+from tests.chaos.invariants import RunFacts, Verdict, Window, check
+from tests.chaos.plan import AE_GROUP_BY, PROCESSORS, SCPS, Batch, Plan, make_plan
+from tests.chaos.senders import Outcome, send
+from tests.helpers.cluster import NS, Cluster, poll, scrape
+from tests.helpers.platform import PlatformServer
+from tests.helpers.processor import PIPELINES, free_port
+
+TIMEOUT_S = 2  # every AE title's grouping timeout
+PARTITIONS = 3
+HEADROOM = 3 * 2**30  # free space the run may use before the disk counts as full
+PHI = "CHAOS-P"  # every patient id of the plan starts with it
+
+
+@dataclass
+class Settings:
+    """Knobs of a run (the defaults are what CI and the recorded runs use)."""
+
+    stream_s: float = 15.0
+    max_pause_s: float = 30.0
+    settle_s: float = 150.0
+
+
+def _config(path: Path, *, prefix: str, storage: Path, platform: str, reserve_gb: float) -> Path:
+    pipelines = "".join(f"        pipeline-{name}: {pid}\n" for name, pid in PIPELINES.items())
+    aes = "".join(
+        f"    - ae_title: {ae}\n"
+        "      processorSettings:\n"
+        f"        groupBy: {group_by}\n"
+        f"        timeout: {TIMEOUT_S}\n"
+        f"{pipelines}"
+        for ae, group_by in AE_GROUP_BY.items()
+    )
+    path.write_text(
+        "adapter_id: chaos\n"
+        f"storage: {storage}\n"
+        f"kafka:\n  topic_prefix: {prefix}\n  partitions: {PARTITIONS}\n"
+        "processor:\n  commit_interval_ms: 200\n"
+        "submitter:\n"
+        "  kind: http\n"
+        f"  url: {platform}\n"
+        "  max_attempts: 20\n"
+        "  backoff_initial_s: 0.2\n"
+        "  backoff_max_s: 1.0\n"
+        "  timeout_s: 5\n"
+        "http:\n  host: 127.0.0.1\n  port: 0\n"
+        "scp:\n"
+        "  host: 127.0.0.1\n"
+        "  max_associations: 25\n"
+        "  watermark_percent: 100\n"
+        f"  reserve_space_gb: {reserve_gb:.6f}\n"
+        f"  ae_titles:\n{aes}"
+    )
+    return path
+
+
+def _storage_files(storage: Path) -> dict[str, str]:
+    """``{SOP UID: path}`` of the instance files left (not payloads, not the outbox)."""
+    files = {}
+    for path in storage.rglob("*.dcm"):
+        relative = path.relative_to(storage).parts
+        if relative[0] in {"payloads", ".outbox"}:
+            continue
+        files[path.stem] = str(path)
+    return files
+
+
+def _events(records: list[Any]) -> list[EventData]:
+    return [r.envelope.data for r in records]
+
+
+def settled(events: list[EventData], acked: set[str]) -> bool:
+    """Every acked instance is in a group with jobs; every job is submitted or dead;
+    the files of every submitted group are reclaimed."""
+    groups = [e for e in events if isinstance(e, GroupClosed) and e.jobs]
+    grouped = {i.sop_instance_uid for g in groups for i in g.instances}
+    if not acked <= grouped:
+        return False
+    submitted = {e.job_id for e in events if isinstance(e, JobSubmitted)}
+    dead = {e.job_id for e in events if isinstance(e, JobFailed) and not e.will_retry}
+    removed = {u for e in events if isinstance(e, InstancesRemoved) for u in e.sop_instance_uids}
+    for group in groups:
+        ids = {j.job_id for j in group.jobs}
+        if not ids <= submitted | dead:
+            return False
+        if ids <= submitted and not {i.sop_instance_uid for i in group.instances} <= removed:
+            return False
+    return True
+
+
+class ChaosRun:
+    """One seeded run; see the module docstring."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        bootstrap: str,
+        broker_pid: int,
+        workdir: Path,
+        settings: Settings | None = None,
+    ) -> None:
+        self.seed = seed
+        self.bootstrap = bootstrap
+        self.broker_pid = broker_pid
+        self.workdir = workdir
+        self.settings = settings or Settings()
+        self.plan: Plan = make_plan(
+            seed, stream_s=self.settings.stream_s, max_pause_s=self.settings.max_pause_s
+        )
+        self.outcomes: list[Outcome] = []
+        self.windows: dict[str, Window] = {}
+        self.active = [0] * SCPS
+
+    async def run(self) -> tuple[Verdict, dict[str, Any]]:
+        """Run the plan; returns the verdict and a JSON-able record of the run."""
+        started = time.monotonic()
+        prefix = f"chaos-{self.seed}-{uuid.uuid4().hex[:8]}"
+        await ensure_topics(
+            self.bootstrap, {f"{prefix}.instances": PARTITIONS, f"{prefix}.jobs": PARTITIONS}
+        )
+        storage = self.workdir / "storage"
+        storage.mkdir(parents=True)
+        reserve = shutil.disk_usage(storage).free - HEADROOM
+        rng = random.Random(self.seed)
+        refused = self.plan.refused_studies
+
+        def reject(body: dict[str, Any]) -> tuple[int, str] | None:
+            studies = {i["study_instance_uid"] for i in body.get("instances", [])}
+            return (422, "refused by the chaos plan") if studies & refused else None
+
+        def flaky() -> bool:
+            return rng.random() < self.plan.platform_fail_rate
+
+        with PlatformServer(reject=reject, flaky=flaky) as platform:
+            config = _config(
+                self.workdir / "adapter.yaml",
+                prefix=prefix,
+                storage=storage,
+                platform=platform.url,
+                reserve_gb=reserve / 1e9,
+            )
+            cluster = Cluster(self.bootstrap, config, self.workdir)
+            try:
+                verdict = await self._run(cluster, platform, storage, prefix, reserve)
+            finally:
+                await cluster.kill_all()
+        record = {
+            "seed": self.seed,
+            "seconds": round(time.monotonic() - started, 1),
+            "violations": verdict.violations,
+            **verdict.figures,
+        }
+        return verdict, record
+
+    async def _run(
+        self, cluster: Cluster, platform: PlatformServer, storage: Path, prefix: str, reserve: int
+    ) -> Verdict:
+        scps = [await cluster.start("scp", f"scp-{n}", dicom_port=free_port()) for n in range(SCPS)]
+        processors = []
+        for n in range(PROCESSORS):
+            static = ("--group-instance-id", f"processor-{n}")
+            processors.append(await cluster.start("process", f"processor-{n}", args=static))
+        roles = Roles(scps, processors, await cluster.start("submit", "submitter"))
+        echo_ae = next(iter(AE_GROUP_BY))
+        for role in [*roles.scps, *roles.processors, roles.submitter]:
+            await ready(role)
+        for scp in roles.scps:
+            await poll(f"{scp.name} C-ECHO", lambda s=scp: answers_echo(s, echo_ae), 60)
+        faults = Faults(
+            cluster,
+            roles,
+            broker_pid=self.broker_pid,
+            filler=self.workdir / "disk-filler.bin",
+            reserve_bytes=reserve,
+            platform=platform,
+            active=self.active,
+            echo_ae=echo_ae,
+        )
+        t0 = time.monotonic()
+        tasks = [asyncio.create_task(self._send(roles, b, t0)) for b in self.plan.batches]
+        tasks += [
+            asyncio.create_task(self._at(t0 + f.at, faults.inject(f))) for f in self.plan.faults
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        events = await self._settle(cluster, roles, prefix)
+        await self._dump(prefix)
+        facts = RunFacts(
+            outcomes=self.outcomes,
+            ledger=events,
+            files=_storage_files(storage),
+            pipelines=list(PIPELINES),
+            refused_studies=self.plan.refused_studies,
+            created=[r.key for r in list(platform.requests) if r.status == 201],
+            windows=self.windows,
+            downtimes=faults.log.downtimes,
+        )
+        verdict = check(facts)
+        self._check_processes(cluster, verdict)
+        codes = await cluster.terminate()
+        for name, code in codes.items():
+            if code != 0:
+                verdict.fail(f"{name} exited {code} on SIGTERM after the run")
+        verdict.figures.update(
+            kills=sum(v for k, v in faults.log.kills.items() if k.startswith("kill")),
+            aimed=sum(faults.log.aimed.values()),
+            paused_s=round(faults.log.paused_s),
+            filled_s=round(faults.log.filled_s),
+            senders_dcmtk=sum(b.sender == "dcmtk" for b in self.plan.batches),
+            senders_pynetdicom=sum(b.sender == "pynetdicom" for b in self.plan.batches),
+        )
+        return verdict
+
+    async def _at(self, when: float, action: Any) -> None:
+        await asyncio.sleep(max(0.0, when - time.monotonic()))  # the plan's schedule
+        await action
+
+    async def _send(self, roles: Roles, batch: Batch, t0: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + batch.at - time.monotonic()))  # the plan's schedule
+        scp = roles.scps[batch.scp]
+        folder = self.workdir / "sent" / uuid.uuid4().hex[:8]
+        self.active[batch.scp] += 1
+        start = time.monotonic()
+        try:
+            outcomes = await asyncio.to_thread(send, scp.dicom_port, batch, folder)
+        finally:
+            self.active[batch.scp] -= 1
+        window = Window(batch.scp, start, time.monotonic())
+        for outcome in outcomes:
+            self.windows[outcome.instance.sop] = window
+        self.outcomes.extend(outcomes)
+
+    async def _settle(self, cluster: Cluster, roles: Roles, prefix: str) -> list[EventData]:
+        """Wait for the run to settle, then once more for anything late (a duplicate
+        group would be written within timeout + grace after the last instance)."""
+        acked = {o.instance.sop for o in self.outcomes if o.acked}
+        jobs_topic = f"{prefix}.jobs"
+        events: list[EventData] = []
+
+        async def metric(url: str, name: str) -> float | None:
+            try:
+                return (await scrape(url)).get(f"{NS}{name}")
+            except httpx.TransportError:  # a restarted role not listening yet
+                return None
+
+        async def done() -> bool:
+            nonlocal events
+            cluster.alive()
+            for scp in roles.scps:
+                if await metric(scp.url, "outbox_pending_bytes") != 0.0:
+                    return False
+            for processor in roles.processors:
+                if await metric(processor.url, "open_groups") != 0.0:
+                    return False
+            events = _events(await replay(self.bootstrap, jobs_topic))
+            return settled(events, acked)
+
+        await poll("the run to settle", done, self.settings.settle_s)
+        await asyncio.sleep(TIMEOUT_S + 2.5)  # let a late duplicate show; re-checked below
+        await poll("the run to settle again", done, self.settings.settle_s)
+        return events
+
+    async def _dump(self, prefix: str) -> None:
+        """Both topics and the senders' outcomes as JSON lines in the run's folder, for
+        whoever reads a failed run."""
+        for topic in ("instances", "jobs"):
+            records = await replay(self.bootstrap, f"{prefix}.{topic}")
+            with (self.workdir / f"{topic}.jsonl").open("w") as out:
+                for r in records:
+                    line = {"partition": r.partition, "offset": r.offset, "id": r.envelope.id}
+                    line |= {"type": r.envelope.type, "source": r.envelope.source}
+                    line["data"] = dataclasses.asdict(r.envelope.data)
+                    out.write(json.dumps(line, default=str) + "\n")
+        with (self.workdir / "outcomes.jsonl").open("w") as out:
+            for o in self.outcomes:
+                out.write(json.dumps(dataclasses.asdict(o)) + "\n")
+
+    def _check_processes(self, cluster: Cluster, verdict: Verdict) -> None:
+        for role in cluster.roles:
+            text = role.log.read_text(errors="replace")
+            if "Traceback" in text:
+                verdict.fail(f"{role.name} logged a traceback:\n{text[-2000:]}")
+            if PHI in text:
+                verdict.fail(f"{role.name} logged a patient id")
+            for line in text.splitlines():
+                if line.strip() and not line.startswith("{"):
+                    verdict.fail(f"{role.name} wrote a non-JSON log line: {line[:200]}")
+                    break
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one run's record to a JSON-lines file (``CHAOS_REPORT``)."""
+    with path.open("a") as out:
+        out.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+__all__ = ["ChaosRun", "Settings", "append_record", "settled"]

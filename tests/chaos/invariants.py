@@ -1,0 +1,202 @@
+"""The invariants a chaos run must keep, checked on what the run left behind (pure).
+
+Inputs: every sender outcome, every event of the jobs ledger, the instance files still
+in storage, the platform's created jobs and the fault timeline. Output: the violations
+(empty when the run is good) and the run's figures.
+
+1. Every C-STORE answered Success is in exactly one job per pipeline, and that job was
+   submitted — or, when the platform refused it for good, dead-lettered.
+2. A C-STORE without an answer (its SCP was killed) is in at most one job per pipeline.
+3. A C-STORE answered with a failure status is in no job and left no file.
+4. No job id twice: not in two groups, not submitted twice, not created twice.
+5. No file is left for a group whose jobs were all submitted; no file is deleted for a
+   group with a job that was not submitted.
+6. Every C-STORE the SCP did not store got a DICOM failure status — unless its SCP was
+   down (killed, not yet back) during that association; refusals are 0xA700 (Out of
+   Resources), nothing else.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from streams.events import EventData, GroupClosed, JobFailed, JobSubmitted
+from tests.chaos.senders import Outcome
+
+#: How a refusal for a full disk reads: pynetdicom's code, DCMTK's status text.
+OUT_OF_RESOURCES = {"0xA700", "Refused: OutOfResources"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """When an association ran (monotonic seconds) and to which SCP."""
+
+    scp: int
+    start: float
+    end: float
+
+
+@dataclass
+class Verdict:
+    """The violations found and the figures of the run."""
+
+    violations: list[str] = field(default_factory=list)
+    figures: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.violations.append(message)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Everything the checker reads; built by the driver after the run settled."""
+
+    outcomes: Sequence[Outcome]
+    ledger: Sequence[EventData]
+    files: Mapping[str, str]  # SOP UID -> path of its file left in storage
+    pipelines: Sequence[str]
+    refused_studies: frozenset[str]
+    created: Sequence[str]  # idempotency keys the platform created a job for, with repeats
+    windows: Mapping[str, Window]  # SOP UID -> the association that carried it
+    downtimes: Sequence[tuple[int, float, float]] = ()  # (SCP index, SIGKILL, back up)
+
+
+def _groups(ledger: Iterable[EventData]) -> list[GroupClosed]:
+    return [e for e in ledger if isinstance(e, GroupClosed) and e.jobs]
+
+
+def _check_jobs(facts: RunFacts, verdict: Verdict) -> tuple[set[str], set[str]]:
+    """Invariant 4; returns (submitted, dead-lettered) job ids."""
+    groups = _groups(facts.ledger)
+    ids = [j.job_id for g in groups for j in g.jobs]
+    for job_id, n in collections.Counter(ids).items():
+        if n > 1:
+            verdict.fail(f"job {job_id} is in {n} group.closed events")
+    submitted = collections.Counter(e.job_id for e in facts.ledger if isinstance(e, JobSubmitted))
+    for job_id, n in submitted.items():
+        if n > 1:
+            verdict.fail(f"job {job_id} was submitted {n} times")
+        if job_id not in ids:
+            verdict.fail(f"job {job_id} was submitted but no group.closed has it")
+    for key, n in collections.Counter(facts.created).items():
+        if n > 1:
+            verdict.fail(f"the platform created job {key} {n} times")
+    if set(facts.created) != set(submitted):
+        verdict.fail(
+            f"platform jobs {sorted(set(facts.created) ^ set(submitted))} differ from the "
+            "job.submitted events"
+        )
+    dead = {e.job_id for e in facts.ledger if isinstance(e, JobFailed) and not e.will_retry} - set(
+        submitted
+    )
+    return set(submitted), dead
+
+
+def _check_instances(
+    facts: RunFacts, verdict: Verdict, submitted: set[str], dead: set[str]
+) -> None:
+    """Invariants 1, 2 and 3."""
+    jobs_of: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    study_of_job: dict[str, str] = {}
+    for group in _groups(facts.ledger):
+        sops = [i.sop_instance_uid for i in group.instances]
+        if len(sops) != len(set(sops)):
+            verdict.fail(f"group {group.group_key} lists an instance twice")
+        for job in group.jobs:
+            for item in group.instances:
+                jobs_of[(item.sop_instance_uid, job.pipeline_name)].append(job.job_id)
+                study_of_job[job.job_id] = item.study_instance_uid
+    sent = {o.instance.sop for o in facts.outcomes}
+    for (sop, pipeline), _ in jobs_of.items():
+        if sop not in sent:
+            verdict.fail(f"instance {sop} is in a {pipeline} job but was never sent")
+    for outcome in facts.outcomes:
+        sop = outcome.instance.sop
+        for pipeline in facts.pipelines:
+            jobs = jobs_of.get((sop, pipeline), [])
+            if outcome.acked and len(jobs) != 1:
+                verdict.fail(f"acked {sop} is in {len(jobs)} {pipeline} jobs")
+            elif not outcome.answered and len(jobs) > 1:
+                verdict.fail(f"unanswered {sop} is in {len(jobs)} {pipeline} jobs")
+            elif outcome.answered and not outcome.acked and jobs:
+                verdict.fail(f"refused {sop} is in {pipeline} job(s) {jobs}")
+            for job_id in jobs if outcome.acked else ():
+                refused = outcome.instance.study in facts.refused_studies
+                if refused and job_id not in dead:
+                    verdict.fail(f"job {job_id} of a refused study is not dead-lettered")
+                if not refused and job_id not in submitted:
+                    verdict.fail(f"job {job_id} with acked {sop} was never submitted")
+        if outcome.answered and not outcome.acked and sop in facts.files:
+            verdict.fail(f"refused {sop} left a file: {facts.files[sop]}")
+
+
+def _check_files(facts: RunFacts, verdict: Verdict, submitted: set[str]) -> int:
+    """Invariant 5; returns the number of orphan files (unanswered, never in a group)."""
+    in_group: set[str] = set()
+    for group in _groups(facts.ledger):
+        sops = {i.sop_instance_uid for i in group.instances}
+        in_group |= sops
+        done = all(j.job_id in submitted for j in group.jobs)
+        for sop in sorted(sops):
+            if done and sop in facts.files:
+                verdict.fail(f"{sop} of submitted group {group.group_key} still has a file")
+            if not done and sop not in facts.files:
+                verdict.fail(f"{sop} of unsubmitted group {group.group_key} lost its file")
+    answered = {o.instance.sop for o in facts.outcomes if o.answered}
+    orphans = 0
+    for sop in facts.files.keys() - in_group:
+        if sop in answered:
+            verdict.fail(f"answered {sop} has a file but is in no group")
+        else:
+            orphans += 1
+    return orphans
+
+
+def _check_answers(facts: RunFacts, verdict: Verdict) -> None:
+    """Invariant 6."""
+    for outcome in facts.outcomes:
+        if outcome.answered and not outcome.acked and outcome.status not in OUT_OF_RESOURCES:
+            verdict.fail(f"{outcome.instance.sop} refused with {outcome.status}, not 0xA700")
+        if outcome.answered:
+            continue
+        window = facts.windows.get(outcome.instance.sop)
+        killed = window is not None and any(
+            scp == window.scp and down <= window.end and up >= window.start
+            for scp, down, up in facts.downtimes
+        )
+        if not killed:
+            verdict.fail(
+                f"{outcome.instance.sop} ({outcome.sender}) got no answer "
+                f"({outcome.status}) though its SCP was not down: {window}, "
+                f"downtimes {list(facts.downtimes)}"
+            )
+
+
+def check(facts: RunFacts) -> Verdict:
+    """Every invariant of the module docstring, with the run's figures."""
+    verdict = Verdict()
+    submitted, dead = _check_jobs(facts, verdict)
+    _check_instances(facts, verdict, submitted, dead)
+    orphans = _check_files(facts, verdict, submitted)
+    _check_answers(facts, verdict)
+    groups = _groups(facts.ledger)
+    verdict.figures = {
+        "instances": len(facts.outcomes),
+        "acked": sum(o.acked for o in facts.outcomes),
+        "refused": sum(o.answered and not o.acked for o in facts.outcomes),
+        "unanswered": sum(not o.answered for o in facts.outcomes),
+        "groups": len(groups),
+        "jobs": sum(len(g.jobs) for g in groups),
+        "submitted": len(submitted),
+        "dead_lettered": len(dead),
+        "orphan_files": orphans,
+        # Groups of one key formed more than once: a grouping split, legitimate when the
+        # key's instances were more than the timeout apart on the processor's clock
+        # (a broker pause or a slow restart holds some back). Counted, not a violation.
+        "split_keys": sum(
+            n > 1 for n in collections.Counter((g.ae_title, g.group_key) for g in groups).values()
+        ),
+    }
+    return verdict
