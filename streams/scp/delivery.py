@@ -12,8 +12,12 @@ after that (DESIGN.md §4). Two modes:
   publishes the outbox in order, with the same event ids, committing the offset only
   after the broker acknowledged. Once the outbox is empty, delivery goes direct again.
 
-A publish that timed out may still reach Kafka later, and the outbox then publishes it
-again: the same id twice, which consumers de-duplicate. Nothing acknowledged is lost.
+A publish that timed out is not cancelled: the producer may still deliver it (a
+cancelled wait does not take a record back out of the producer). Its event goes to the
+outbox like any other, and the drainer waits for that same send instead of sending
+the event again, so a slow or paused broker causes no duplicates. Only a send that
+failed, or one pending when the process died, is sent again from the outbox: the same
+id twice, which consumers de-duplicate. Nothing acknowledged is lost.
 Runs entirely on one asyncio loop; see :mod:`streams.scp.bridge` for the one crossing
 from pynetdicom's threads.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -88,6 +93,8 @@ class Delivery:
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._outage_logged = False  # one WARNING per outage, retries at DEBUG
+        # Sends that may still reach Kafka, by event id: reused rather than sent again.
+        self._inflight: dict[str, asyncio.Future[tuple[int, int]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -141,7 +148,8 @@ class Delivery:
         publisher = self._publisher
         if self._direct and publisher is not None:
             try:
-                await asyncio.wait_for(publisher.publish(topic, key, env), self._publish_timeout)
+                await self._await_send(publisher, topic, key, env)
+                self._inflight.pop(env.id, None)
                 _count_published([env])
                 return
             except Exception as exc:
@@ -154,8 +162,36 @@ class Delivery:
                 self._direct = False
         else:
             self._direct = False
-        await self._append(encode_entry(OutboxEntry(topic=topic, key=key, envelope=env)))
+        try:
+            await self._append(encode_entry(OutboxEntry(topic=topic, key=key, envelope=env)))
+        except BaseException:
+            self._inflight.pop(env.id, None)  # not acknowledged: nobody waits for it
+            raise
         self._wake.set()
+
+    def _send(
+        self, publisher: Publisher, topic: str, key: str, env: Envelope
+    ) -> asyncio.Future[tuple[int, int]]:
+        """The send of ``env`` still in flight or done, else a new one."""
+        sent = self._inflight.get(env.id)
+        if sent is not None:
+            return sent
+        sent = asyncio.ensure_future(publisher.publish(topic, key, env))
+        self._inflight[env.id] = sent
+        sent.add_done_callback(functools.partial(self._sent, env.id))
+        return sent
+
+    def _sent(self, event_id: str, done: asyncio.Future[tuple[int, int]]) -> None:
+        """A failed send is forgotten (the outbox sends the event again)."""
+        failed = done.cancelled() or done.exception() is not None
+        if failed and self._inflight.get(event_id) is done:
+            del self._inflight[event_id]
+
+    async def _await_send(self, publisher: Publisher, topic: str, key: str, env: Envelope) -> None:
+        """Wait up to the publish timeout for the send of ``env``; a timeout leaves the
+        send running (see the module docstring)."""
+        sent = self._send(publisher, topic, key, env)
+        await asyncio.wait_for(asyncio.shield(sent), self._publish_timeout)
 
     async def _append(self, line: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -245,12 +281,7 @@ class Delivery:
                 await asyncio.sleep(0.005)  # an append is in flight; read it next round
             return True
         results = await asyncio.gather(
-            *(
-                asyncio.wait_for(
-                    publisher.publish(e.topic, e.key, e.envelope), self._publish_timeout
-                )
-                for e in entries
-            ),
+            *(self._await_send(publisher, e.topic, e.key, e.envelope) for e in entries),
             return_exceptions=True,
         )
         acked = 0
@@ -258,6 +289,8 @@ class Delivery:
             if isinstance(result, BaseException):
                 break
             acked += 1
+        for entry in entries[:acked]:
+            self._inflight.pop(entry.envelope.id, None)
         _count_published(e.envelope for e in entries[:acked])
         if acked == len(entries):
             await asyncio.to_thread(self._outbox.commit, end)
