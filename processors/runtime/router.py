@@ -6,6 +6,9 @@ Instances for an AE title without a processor are handed to the reclaimer (a rem
 request carrying the input, so a replay skips it) and counted. The per-record path is a
 type check, two dict lookups and the processor call: no allocation beyond the item.
 
+A record whose envelope id was seen lately on its partition is a re-published copy
+(:mod:`processors.runtime.recent`): dropped and counted, never processed twice.
+
 A processor that raises stops the runtime (the record's offset is held, so nothing at
 or after it is committed and a restart replays it); so does a record of a partition
 whose ledger has not been read yet.
@@ -21,6 +24,7 @@ from reactivex import abc
 from processors.base import JobProcessor
 from processors.exactly_once import CoveredInputs
 from processors.runtime.holds import PartitionHolds
+from processors.runtime.recent import RecentIds
 from processors.runtime.sink import NO_PROCESSOR, LedgerSink
 from streams import metrics
 from streams.events import InputOffset, InstanceReceived
@@ -29,6 +33,7 @@ from streams.kafka import Record
 log = logging.getLogger(__name__)
 
 REASON_NO_PROCESSOR = "ignored"
+REASON_DUPLICATE = "duplicate_event"
 
 
 class InstanceRouter(abc.ObserverBase[Record]):
@@ -47,6 +52,7 @@ class InstanceRouter(abc.ObserverBase[Record]):
         ready: set[int],
         covered: Callable[[], CoveredInputs | None],
         fail: Callable[[BaseException], None],
+        recent: RecentIds | None = None,
     ) -> None:
         self._processors = dict(processors)
         self._sink = sink
@@ -54,11 +60,13 @@ class InstanceRouter(abc.ObserverBase[Record]):
         self._ready = ready
         self._covered = covered
         self._fail = fail
+        self._recent = recent if recent is not None else RecentIds()
         self._stopped: set[int] = set()  # partitions with a held offset after a failure
         self._failed = False
         self._warned: set[str] = set()
         self.unclaimed = 0
         self.other_events = 0
+        self.duplicates = 0
 
     def on_next(self, value: Record) -> None:
         """Dispatch one record (never raises: Rx would detach the observer)."""
@@ -79,6 +87,10 @@ class InstanceRouter(abc.ObserverBase[Record]):
                 partition,
                 offset,
             )
+            return
+        if self._recent.seen(partition, value.envelope.id):
+            self.duplicates += 1
+            metrics.instance_ignored(data.called_ae, REASON_DUPLICATE)
             return
         processor = self._processors.get(data.called_ae)
         if processor is None:

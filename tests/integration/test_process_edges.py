@@ -189,3 +189,45 @@ async def test_a_superseded_copy_is_reclaimed_right_after_its_group(
     assert removal.last_received_at == group.last_received_at  # a later copy is kept
     assert removal_at.key == group_at.key == f"{AE}/P1"
     assert (removal_at.partition, removal_at.offset) == (group_at.partition, group_at.offset + 1)
+
+
+async def test_republished_copy_after_its_group_closed_opens_no_second_group(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Found by the chaos suite (seed 2): an SCP re-published an event (same envelope id)
+    after a broker pause; the copy arrived after its group had closed and became a second
+    group, so one C-STORE was in two jobs per pipeline. Copies are now dropped."""
+    prefix = unique_name("p")
+    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
+    config = load_config(
+        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    )
+    past = int(time.time() * 1000) - 60_000  # closes as soon as the partition is caught up
+    original = instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=past)
+    sentinel = instance(patient="P1", study="1.2.9", sop="1.2.9.1", received_at=past)
+    env = envelope(original, source="scp", time_ms=past)
+    role = ProcessRole(config, kafka_bootstrap)
+    stop = asyncio.Event()
+    task = asyncio.create_task(role.run(stop))
+    try:
+        await wait_until(role.started.is_set, "started")
+        async with EventPublisher(kafka_bootstrap) as publisher:
+            await publisher.publish(instances_topic, key_of(original), env)
+            await wait_for_ledger(kafka_bootstrap, jobs_topic, lambda rs: len(rs) == 1)
+            await publisher.publish(instances_topic, key_of(original), env)  # the same id
+            copy = envelope(sentinel, source="scp", time_ms=past)
+            await publisher.publish(instances_topic, key_of(sentinel), copy)
+        # The sentinel comes after the copy on the one partition: once its group is
+        # written, the copy was read too.
+        records = await wait_for_ledger(
+            kafka_bootstrap,
+            jobs_topic,
+            lambda rs: any(g.group_key == "1.2.9" for _, g in group_records(rs)),
+        )
+        assert role.runtime.router.duplicates == 1
+    finally:
+        stop.set()
+        await task
+    groups = [g for _, g in group_records(records)]
+    assert sorted(g.group_key for g in groups) == ["1.2.3", "1.2.9"], "the copy became a group"

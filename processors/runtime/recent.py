@@ -1,0 +1,42 @@
+"""Event ids seen lately on each instances partition, to drop re-published copies (pure).
+
+The SCP publishes an event again (same envelope id) when a send failed or was pending
+when it died (streams.scp.delivery). A copy that reaches a processor after the group of
+its original closed would open a second group: a job twice for one C-STORE. The router
+drops a record whose id it saw on the same partition among the last ``capacity``
+records; a copy lands on the same partition as its original (same key), normally
+within a few records of it.
+"""
+
+from __future__ import annotations
+
+#: Ids remembered per partition: ~2 MB each at most.
+DEFAULT_CAPACITY = 16384
+
+
+class RecentIds:
+    """The last ``capacity`` event ids of each partition, oldest forgotten first."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._ids: dict[int, dict[str, None]] = {}
+
+    def seen(self, partition: int, event_id: str) -> bool:
+        """True when ``event_id`` was seen on ``partition`` lately; else remember it."""
+        ids = self._ids.get(partition)
+        if ids is None:
+            ids = self._ids[partition] = {}
+        elif event_id in ids:
+            return True
+        ids[event_id] = None
+        if len(ids) > self.capacity:
+            del ids[next(iter(ids))]
+        return False
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._ids.values())
+
+
+__all__ = ["DEFAULT_CAPACITY", "RecentIds"]
