@@ -137,6 +137,7 @@ async def _create(
         )
         for name, partitions in wanted.items()
     ]
+    await _controller_known(admin)
     response = await admin.create_topics(new)
     for entry in response.topic_errors:
         name, code = entry[0], entry[1]
@@ -150,6 +151,21 @@ async def _create(
                 f"the broker refused to create topic {name!r} "
                 f"(error {code}: {message or 'no message'})"
             )
+
+
+async def _controller_known(admin: Any) -> None:
+    """Wait (within the caller's timeout) until the metadata names a controller.
+
+    Right after a broker comes back from a pause (SIGSTOP, a long GC), it may answer
+    metadata without a controller or any broker; aiokafka's ``create_topics`` then fails
+    with an AttributeError (found by the chaos suite: a role restarted at that moment
+    crashed). Refreshing the metadata until a controller is named avoids that.
+    """
+    client = admin._client
+    while client.cluster.controller is None:
+        await client.force_metadata_update()
+        if client.cluster.controller is None:
+            await asyncio.sleep(0.2)  # a broker that is coming back; ask again shortly
 
 
 async def _wait_for_leaders(admin: Any, wanted: Mapping[str, int]) -> dict[str, int]:

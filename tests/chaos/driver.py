@@ -34,7 +34,7 @@ from tests.helpers.cluster import NS, Cluster, poll, scrape
 from tests.helpers.platform import PlatformServer
 from tests.helpers.processor import PIPELINES, free_port
 
-TIMEOUT_S = 2  # every AE title's grouping timeout
+TIMEOUT_S = 5  # every AE title's grouping timeout (the minimum the AE Title processor allows)
 PARTITIONS = 3
 HEADROOM = 3 * 2**30  # free space the run may use before the disk counts as full
 PHI = "CHAOS-P"  # every patient id of the plan starts with it

@@ -100,7 +100,7 @@ def _batches(rng: random.Random, stream_s: float) -> list[Batch]:
             chunk, rest = rest[:n], rest[n:]
             sender: SenderKind = rng.choice(("dcmtk", "pynetdicom"))
             batches.append(Batch(round(at, 3), rng.randrange(SCPS), sender, tuple(chunk)))
-            at += rng.uniform(0.2, 1.0)  # well under the 2 s timeout: one group
+            at += rng.uniform(0.2, 1.0)  # well under the 5 s timeout: one group
     return sorted(batches, key=lambda b: b.at)
 
 
