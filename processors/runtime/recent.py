@@ -10,6 +10,8 @@ within a few records of it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: Ids remembered per partition: ~2 MB each at most.
 DEFAULT_CAPACITY = 16384
 
@@ -34,6 +36,12 @@ class RecentIds:
         if len(ids) > self.capacity:
             del ids[next(iter(ids))]
         return False
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Forget ``partitions``: on assignment and revocation the consumer seeks back to
+        the committed offset, and re-read records are not copies."""
+        for partition in partitions:
+            self._ids.pop(partition, None)
 
     def __len__(self) -> int:
         return sum(len(ids) for ids in self._ids.values())

@@ -17,7 +17,7 @@ whose ledger has not been read yet.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from reactivex import abc
 
@@ -104,6 +104,10 @@ class InstanceRouter(abc.ObserverBase[Record]):
             self._failure(exc, partition, offset)
         finally:
             sink.end()
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Forget the ids seen on ``partitions`` (they are about to be read again)."""
+        self._recent.forget(partitions)
 
     def on_error(self, error: Exception) -> None:
         """The consumer failed: stop the runtime."""

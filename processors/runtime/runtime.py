@@ -177,6 +177,7 @@ class ProcessorRuntime:
         self._covered = covered
         for processor in self.processors.values():
             processor.set_covered(covered)
+        self.router.forget(partitions)
         self._ready.update(partitions)
         log.info(
             "partitions %s of %s ready: ledger %s read from %s (%d group records, %d covered "
@@ -189,6 +190,7 @@ class ProcessorRuntime:
         commits what is safe, with :meth:`commit_metadata`)."""
         partitions = sorted(tp.partition for tp in revoked if tp.topic == self.instances_topic)
         self._ready.difference_update(partitions)
+        self.router.forget(partitions)
         for partition in partitions:
             self._caught.pop(partition, None)
         for processor in self.processors.values():

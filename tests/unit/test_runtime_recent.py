@@ -26,3 +26,12 @@ def test_memory_is_bounded_and_forgets_the_oldest_first() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         RecentIds(capacity=0)
+
+
+def test_forgetting_a_partition_lets_its_records_be_read_again() -> None:
+    recent = RecentIds(capacity=4)
+    recent.seen(0, "a")
+    recent.seen(1, "b")
+    recent.forget([0])
+    assert not recent.seen(0, "a")  # re-read after a rebalance: not a copy
+    assert recent.seen(1, "b")
