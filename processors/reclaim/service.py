@@ -53,7 +53,7 @@ class ReclaimService:
         self.retention_ms = round(payload_retention_s * 1000)
         self.clock = clock
         self.sweep_interval_s = sweep_interval_s
-        self.ledger = ReclaimLedger()
+        self.ledger = ReclaimLedger(track_payloads=self.retention_ms > 0)
         self._owned: set[int] = set()
         self._live: set[int] = set()
         self._partition_of_group: dict[str, int] = {}

@@ -64,9 +64,16 @@ class _Submitted:
 
 
 class ReclaimLedger:
-    """The fold; :meth:`apply` returns the groups that became ready to reclaim."""
+    """The fold; :meth:`apply` returns the groups that became ready to reclaim.
 
-    def __init__(self) -> None:
+    ``track_payloads`` keeps, per submitted job, what an ``instances.removed`` of its
+    expired payload must name (payload folder, SOP Instance UIDs) until the payload is
+    removed; without payload retention nothing ever expires, so nothing is kept (the
+    load test found the reclaimer keeping every submitted SOP Instance UID forever).
+    """
+
+    def __init__(self, *, track_payloads: bool = True) -> None:
+        self.track_payloads = track_payloads
         self.groups: dict[str, GroupFiles] = {}
         self._groups_of_job: dict[str, set[str]] = {}
         self._groups_of_uri: dict[str, set[str]] = {}  # unreclaimed groups per file
@@ -99,6 +106,11 @@ class ReclaimLedger:
             else:
                 delete.append(instance)
         return ReclaimPlan(group, tuple(delete), tuple(held))
+
+    @property
+    def payload_uids_kept(self) -> int:
+        """SOP Instance UIDs kept for payload expiry events (diagnostics)."""
+        return sum(len(s.sop_instance_uids) for s in self._submitted.values())
 
     def expired_payloads(self, now_ms: int, retention_ms: int) -> list[ExpiredPayload]:
         """Submitted jobs whose payload is older than ``retention_ms`` (0: none ever)."""
@@ -137,9 +149,11 @@ class ReclaimLedger:
     def _job_submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[GroupFiles]:
         if data.job_id in self._submitted:
             return
-        self._submitted[data.job_id] = _Submitted(
-            key, env.time, data.payload_uri, tuple(i.sop_instance_uid for i in data.instances)
-        )
+        if self.track_payloads and data.job_id not in self._payload_removed:
+            uids = tuple(i.sop_instance_uid for i in data.instances)
+            self._submitted[data.job_id] = _Submitted(key, env.time, data.payload_uri, uids)
+        else:
+            self._submitted[data.job_id] = _Submitted(key, env.time, "", ())
         for group_id in sorted(self._groups_of_job.get(data.job_id, ())):
             group = self.groups[group_id]
             if data.job_id in group.waiting:
@@ -150,6 +164,10 @@ class ReclaimLedger:
     def _removed(self, data: InstancesRemoved) -> None:
         if data.reason == PAYLOAD_EXPIRED:
             self._payload_removed.update(data.job_ids)
+            for job_id in data.job_ids:
+                submitted = self._submitted.get(job_id)
+                if submitted is not None:  # expired once: its payload is never named again
+                    submitted.payload_uri, submitted.sop_instance_uids = "", ()
             return
         group = self.groups.get(data.group_event_id)
         if group is None or group.reclaimed:

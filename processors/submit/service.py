@@ -72,7 +72,7 @@ class SubmitService:
         self.clock = clock
         self.rand = rand
         self.concurrency = max(1, concurrency)
-        self.ledger = JobLedger()
+        self.ledger = JobLedger(compact=True)  # submitted jobs drop their instances
         self.queue = JobQueue(aging_s)
         self._partition_of: dict[str, int] = {}
         self._owned: set[int] = set()

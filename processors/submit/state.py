@@ -90,10 +90,17 @@ class JobState:
 
 
 class JobLedger:
-    """Mutable holder of the fold; :meth:`apply` is the transition function."""
+    """Mutable holder of the fold; :meth:`apply` is the transition function.
 
-    def __init__(self) -> None:
+    With ``compact`` a job that reaches ``submitted`` (final) keeps no ``instances``:
+    the submitter never stages it again, and keeping them made its memory grow with
+    every instance ever submitted (~1 KB each; found by the load test). The auditor's
+    fold (``dicom-adapter jobs``) keeps them.
+    """
+
+    def __init__(self, *, compact: bool = False) -> None:
         self._jobs: dict[str, JobState] = {}
+        self.compact = compact
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -179,6 +186,7 @@ class JobLedger:
             replace(
                 old,
                 status="submitted",
+                instances=() if self.compact else old.instances,
                 attempts=max(old.attempts, data.attempt),
                 submitted_at=env.time,
                 platform_job_id=data.platform_job_id,
