@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.broker.base import _die_with_parent  # roles die with a killed test run
 from tests.helpers.processor import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +91,7 @@ class Cluster:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "processors.cli", *argv, "--kafka", self.bootstrap,
                 cwd=REPO, env=full, stdout=asyncio.subprocess.DEVNULL, stderr=out,
+                preexec_fn=_die_with_parent(),  # prctl only, no locks
             )  # fmt: skip
         started = Role(name, role, proc, http_port, log, dicom_port)
         self.roles.append(started)
