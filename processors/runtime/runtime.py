@@ -141,16 +141,42 @@ class ProcessorRuntime:
         mine = sorted(tp for tp in assigned if tp.topic == self.instances_topic)
         source.pause(mine)  # before the first await: no record before the ledger is read
         partitions = [tp.partition for tp in mine]
-        try:
-            await asyncio.wait_for(self._load(source, partitions), self.ledger_timeout_s)
-        except Exception as exc:
-            self.fail(
-                BrokerError(f"could not rebuild partitions {partitions} from the ledger: {exc}")
-            )
+        if not await self._load_retrying(source, partitions):
             return
         source.resume(mine)
         if self._assigned_flag is not None:
             self._assigned_flag.set()
+
+    async def _load_retrying(self, source: KafkaSource, partitions: list[int]) -> bool:
+        """:meth:`_load`, tried again after transient broker errors until
+        ``ledger_timeout_s`` is spent; False (and the runtime failed) if it never worked.
+
+        Found by the chaos suite (seed 1009): a processor joining while the broker came
+        back from a pause got GroupCoordinatorNotAvailable and stopped its role.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ledger_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                remaining = max(0.1, deadline - loop.time())
+                await asyncio.wait_for(self._load(source, partitions), remaining)
+                return True
+            except Exception as exc:
+                if not _transient(exc) or loop.time() + delay >= deadline:
+                    self.fail(
+                        BrokerError(
+                            f"could not rebuild partitions {partitions} from the ledger: {exc}"
+                        )
+                    )
+                    return False
+                log.warning(
+                    "rebuilding partitions %s from the ledger failed (%s); trying again",
+                    partitions,
+                    exc,
+                )
+                await asyncio.sleep(delay)  # back off while the broker recovers
+                delay = min(delay * 2, 2.0)
 
     async def _load(self, source: KafkaSource, partitions: list[int]) -> None:
         committed = await source.committed([self.holds.tp(p) for p in partitions])
@@ -270,3 +296,8 @@ class ProcessorRuntime:
         if self._source is None:
             raise RuntimeError("ProcessorRuntime.attach(source) was not called")
         return self._source
+
+
+def _transient(exc: BaseException) -> bool:
+    """A broker error worth another try (aiokafka marks them ``retriable``)."""
+    return isinstance(exc, BrokerError | TimeoutError) or bool(getattr(exc, "retriable", False))

@@ -120,8 +120,8 @@ class Faults:
 
         self.log.aimed["kill_scp"] = await _until(busy, AIM_S)
         old = self.roles.scps[slot]
+        down = time.monotonic()  # before the signal: a sender may see the reset at once
         await self.cluster.kill(old)
-        down = time.monotonic()
         await asyncio.sleep(fault.duration)  # the planned downtime
         new = await self._restart(old)
         self.roles.scps[slot] = new

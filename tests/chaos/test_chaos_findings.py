@@ -20,19 +20,24 @@ pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.slow]
 PAUSE_S = 12
 
 
+@pytest.mark.parametrize("role_name", ["submit", "process"])
 async def test_a_role_started_while_the_broker_is_paused_waits_instead_of_crashing(
-    chaos_broker: KafkaBroker, tmp_path: Path
+    role_name: str, chaos_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     """Chaos seed 1005: the submitter, restarted while the broker was paused, crashed on
-    SIGCONT with an AttributeError from aiokafka's create_topics (no controller known)."""
+    SIGCONT with an AttributeError from aiokafka's create_topics (no controller known).
+    The processor is held to the same (its own finding, seed 1009, has a deterministic
+    test in tests/integration/test_process_edges.py)."""
     assert chaos_broker.pid is not None
     config = write_config(
-        tmp_path / "adapter.yaml", prefix=f"finding-{os.getpid()}", storage=tmp_path / "s"
+        tmp_path / "adapter.yaml",
+        prefix=f"finding-{role_name}-{os.getpid()}",
+        storage=tmp_path / "s",
     )
     cluster = Cluster(chaos_broker.bootstrap_servers, config, tmp_path)
     os.kill(chaos_broker.pid, signal.SIGSTOP)
     try:
-        role = await cluster.start("submit", "submitter")
+        role = await cluster.start(role_name, role_name)
         await asyncio.sleep(PAUSE_S)  # the fault: the broker stays paused this long
     finally:
         os.kill(chaos_broker.pid, signal.SIGCONT)

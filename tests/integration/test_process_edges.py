@@ -14,16 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from processors.aetitle import AeTitleJobProcessor
 from processors.runtime import ProcessorRoleError, ProcessRole, processors_group
 from streams import metrics
 from streams.config import load_config
 from streams.events import InputOffset, InstanceReceived, envelope
-from streams.kafka import EventPublisher, ensure_topics
+from streams.kafka import EventPublisher, KafkaSource, ensure_topics
 from tests.helpers.processor import (
     AE,
     group_records,
@@ -231,3 +233,47 @@ async def test_republished_copy_after_its_group_closed_opens_no_second_group(
         await task
     groups = [g for _, g in group_records(records)]
     assert sorted(g.group_key for g in groups) == ["1.2.3", "1.2.9"], "the copy became a group"
+
+
+async def test_ledger_rebuild_retries_when_the_group_coordinator_is_not_available(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the chaos suite (seed 1009): a processor assigned its partitions while the
+    broker came back from a pause got GroupCoordinatorNotAvailable reading its committed
+    offsets, and stopped its role. The fault is injected into the real source's first
+    two calls; the role must retry, become ready and form the group."""
+    prefix = unique_name("p")
+    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
+    config = load_config(
+        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    )
+    real = KafkaSource.committed
+    failures = [GroupCoordinatorNotAvailableError(), GroupCoordinatorNotAvailableError()]
+
+    async def flaky(self: KafkaSource, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(KafkaSource, "committed", flaky)
+    past = int(time.time() * 1000) - 60_000
+    await publish_all(
+        kafka_bootstrap,
+        instances_topic,
+        [instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=past)],
+    )
+    role = ProcessRole(config, kafka_bootstrap)
+    stop = asyncio.Event()
+    task = asyncio.create_task(role.run(stop))
+    try:
+        records = await wait_for_ledger(kafka_bootstrap, jobs_topic, lambda rs: len(rs) == 1)
+        assert not failures, "the fault was not injected"
+        assert role.runtime.failure is None
+    finally:
+        stop.set()
+        await task
+    assert [g.group_key for _, g in group_records(records)] == ["1.2.3"]
