@@ -42,8 +42,14 @@ async def test_chaos_run_keeps_every_invariant(
         workdir=tmp_path,
         settings=settings,
     )
-    verdict, record = await run.run()
-    if report := os.environ.get("CHAOS_REPORT"):
+    report = os.environ.get("CHAOS_REPORT")
+    try:
+        verdict, record = await run.run()
+    except BaseException as exc:  # a run that broke off is recorded as failed too
+        if report:
+            append_record(Path(report), {"seed": chaos_seed, "violations": [repr(exc)[:2000]]})
+        raise
+    if report:
         append_record(Path(report), record)
     print(f"\nchaos seed {chaos_seed}: {record}")
     assert not verdict.violations, "\n".join(verdict.violations[:40])
