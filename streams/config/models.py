@@ -166,6 +166,11 @@ class ScpConfig(_Model):
     ae_titles: tuple[AeTitleConfig, ...] = ()
     watermark_percent: Int = Field(default=85, ge=1, le=100)
     reserve_space_gb: Float = Field(default=5.0, ge=0)
+    #: ARTIM / ACSE timeout (PS3.8 §9.1.5): how long a connection may take to send its
+    #: A-ASSOCIATE-RQ (or a release reply) before the SCP closes it and frees its slot.
+    acse_timeout_s: Float = Field(default=30.0, gt=0, le=3600)
+    #: How long an association may stay silent (and a PDU may stall) before it is aborted.
+    network_timeout_s: Float = Field(default=60.0, gt=0, le=86400)
 
     @field_validator("ae_titles", mode="wrap")
     @classmethod

@@ -1,6 +1,13 @@
 """The DICOM SCP: C-ECHO/C-STORE in, instance files on disk, ``instance.received`` out."""
 
 from streams.scp.bridge import EventSink, LoopBridge
+from streams.scp.checks import (
+    CANNOT_PARSE,
+    DATA_SET_MISMATCH,
+    INVALID_SOP_INSTANCE,
+    identity_problem,
+    is_valid_uid,
+)
 from streams.scp.delivery import Delivery, DeliveryError, Publisher, PublisherFactory
 from streams.scp.gate import AssociationGate, AssociationInfo
 from streams.scp.handlers import (
@@ -27,8 +34,11 @@ __all__ = [
     "ABSTRACT_SYNTAXES",
     "CALLED_AE_NOT_RECOGNIZED",
     "CALLING_AE_NOT_RECOGNIZED",
+    "CANNOT_PARSE",
     "CANNOT_UNDERSTAND",
     "CORE_TAGS",
+    "DATA_SET_MISMATCH",
+    "INVALID_SOP_INSTANCE",
     "OUTBOX_DIR",
     "OUT_OF_RESOURCES",
     "SUCCESS",
@@ -55,6 +65,8 @@ __all__ = [
     "encode_entry",
     "epoch_ms",
     "format_tag",
+    "identity_problem",
+    "is_valid_uid",
     "kafka_publisher_factory",
     "outbox_dir",
     "parse_tag",

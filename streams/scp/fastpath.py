@@ -7,7 +7,8 @@ the response encoded through pydicom datasets, every message hops through the
 association thread's 1 ms polling loop, and the DUL thread polls its socket with 1 ms
 sleeps, so each PDU waits for the next tick.
 
-:class:`FastStoreDUL` is pynetdicom's ``DULServiceProvider`` for one accepted
+:class:`FastStoreDUL` is the SCP's hardened DUL (:class:`streams.scp.dul.GuardedDUL`,
+pynetdicom's ``DULServiceProvider`` made safe against races) for one accepted
 association with two changes; everything else (association negotiation, release,
 abort, C-ECHO, timers, every state other than Sta6) is pynetdicom's own code:
 
@@ -17,20 +18,22 @@ abort, C-ECHO, timers, every state other than Sta6) is pynetdicom's own code:
 * **C-STORE-RQ handled in place.** In Sta6 (association established) a P-DATA-TF PDU
   is exactly "P-DATA indication, stay in Sta6" (PS3.8 §9.2, DT-2), so the DUL takes the
   PDVs apart itself: command fragments are collected and parsed with
-  :mod:`streams.scp.wire`; if the message is a C-STORE-RQ with a data set, on an
-  accepted context, for a storage SOP class, its data set fragments are appended to
-  one buffer, and once the last one arrives the store callback (the SCP's
-  :meth:`~streams.scp.handlers.StoreHandler.store`, the same code as the
-  ``EVT_C_STORE`` handler) runs and the C-STORE-RSP goes out in one write. Any other
-  message (C-ECHO, an unknown command, anything malformed) is handed, fragment for
-  fragment, to pynetdicom's DIMSE provider exactly as DT-2 would have.
+  :mod:`streams.scp.wire`; if the message is a C-STORE-RQ on an accepted context,
+  its data set fragments are appended to one buffer, and once the last one arrives
+  the store callback (the SCP's :meth:`~streams.scp.handlers.StoreHandler.store`,
+  the same code as the ``EVT_C_STORE`` handler) runs and the C-STORE-RSP goes out in
+  one write. A C-STORE-RQ for a SOP class that is not a storage class, or without a
+  data set, is refused here; pynetdicom would drop it unanswered (the port fuzz
+  found senders left waiting). Any other message (C-ECHO, an unknown command,
+  anything malformed) is handed, fragment for fragment, to pynetdicom's DIMSE
+  provider exactly as DT-2 would have.
 
 The callback runs on the DUL thread, so the next PDU is read only after the response
 is sent; DICOM senders wait for each response anyway (the SCP negotiates one
 outstanding operation, pynetdicom's default). C-STOREs taken this way do not fire
 pynetdicom's ``EVT_DATA_RECV``, ``EVT_PDU_RECV``, ``EVT_DIMSE_RECV`` or ``EVT_C_STORE``
-notifications. Written against pynetdicom 3.0 (its ``_read_pdu_data`` and
-``_is_transport_event``).
+notifications. Written against pynetdicom 3.0 (the hooks of
+:class:`~streams.scp.dul.GuardedDUL` and ``_is_transport_event``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
+from streams.scp.dul import GuardedDUL
 from streams.scp.wire import (
     C_STORE_RQ,
     NO_DATA_SET,
@@ -58,7 +62,6 @@ from streams.scp.wire import (
     command_us,
     iter_pdvs,
     parse_command,
-    pdu_header,
 )
 
 log = logging.getLogger(__name__)
@@ -67,8 +70,12 @@ log = logging.getLogger(__name__)
 #: (pynetdicom's own loop delay).
 IDLE_WAIT_S = 0.001
 
-_PDU_TYPES = frozenset(range(0x01, 0x08))
 _ESTABLISHED = "Sta6"
+
+#: C-STORE-RQ for a SOP class that is not a storage class (PS3.7 Annex C, 0122H).
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+#: C-STORE-RQ that announces no data set: "cannot understand" (PS3.4 B.2.3, Cxxx).
+NO_DATA_SET_REFUSED = 0xC000
 
 
 class StoreCallback(Protocol):
@@ -102,10 +109,11 @@ class _StoreRequest:
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
+    refusal: int | None = None  # answered with this status, nothing stored
 
 
-class FastStoreDUL(DULServiceProvider):
-    """pynetdicom's DUL for one accepted association, with the fast C-STORE path.
+class FastStoreDUL(GuardedDUL):
+    """The DUL of one accepted association (:class:`GuardedDUL`), with the fast C-STORE path.
 
     ``store`` handles complete C-STORE-RQs; ``storage_classes`` are the SOP classes it
     takes (anything else goes to pynetdicom).
@@ -131,35 +139,9 @@ class FastStoreDUL(DULServiceProvider):
                 select.select([raw], [], [], IDLE_WAIT_S)
         return bool(super()._is_transport_event())
 
-    def _read_pdu_data(self) -> None:
-        sock = self.socket
-        if sock is None or self.state_machine.current_state != _ESTABLISHED:
-            super()._read_pdu_data()
-            return
-        # Same reads, checks and events as DULServiceProvider._read_pdu_data.
-        try:
-            header = bytes(sock.recv(6))
-            pdu_type, length = pdu_header(header)
-        except (OSError, TimeoutError) as exc:
-            self._closed("Connection closed before the entire PDU was received", exc)
-            return
-        except WireError:
-            self.event_queue.put("Evt17")
-            return
-        if pdu_type not in _PDU_TYPES:
-            log.error("unknown PDU type received: 0x%02X", pdu_type)
-            self.event_queue.put("Evt19")
-            return
-        try:
-            body = sock.recv(length)
-        except (OSError, TimeoutError) as exc:
-            self._closed("Connection closed before the entire PDU was received", exc)
-            return
-        if len(body) != length:
-            self._closed(f"PDU shorter than announced ({len(body)} of {length} bytes)", None)
-            return
-        if pdu_type != P_DATA_TF:
-            self._standard(bytearray(header) + body)
+    def _on_pdu(self, pdu_type: int, header: bytes, body: bytearray) -> None:
+        if pdu_type != P_DATA_TF or self.state_machine.current_state != _ESTABLISHED:
+            super()._on_pdu(pdu_type, header, body)
             return
         try:
             pdvs = list(iter_pdvs(memoryview(body)))
@@ -171,21 +153,6 @@ class FastStoreDUL(DULServiceProvider):
             self._on_pdv(pdv)
 
     # -- helpers for the standard path -------------------------------------------------
-
-    def _closed(self, message: str, exc: BaseException | None) -> None:
-        log.error("%s%s", message, f" ({exc})" if exc is not None else "")
-        self.event_queue.put("Evt17")
-
-    def _standard(self, bytestream: bytearray) -> None:
-        """Decode a non-P-DATA PDU as pynetdicom does and feed its state machine."""
-        try:
-            pdu, event = self._decode_pdu(bytestream)
-        except Exception as exc:
-            log.error("unable to decode the received PDU: %s", exc)
-            self.event_queue.put("Evt19")
-            return
-        self.event_queue.put(event)
-        self._recv_pdu.put(pdu)
 
     def _forward(
         self, context_id: int, control: int, fragment: bytes | bytearray | memoryview
@@ -232,8 +199,13 @@ class FastStoreDUL(DULServiceProvider):
             if pdv.is_last:
                 msg.command_done = True
                 msg.request = self._store_request(msg)
-                if msg.request is None:
+                if self._broken:
+                    self._incoming = None
+                elif msg.request is None:
                     self._give_up(msg, None)
+                elif msg.request.refusal == NO_DATA_SET_REFUSED:
+                    self._incoming = None  # nothing follows the command: answer now
+                    self._serve(msg.request, msg.context_id, msg.data)
             return
         msg.data += pdv.fragment
         if pdv.is_last:
@@ -251,38 +223,63 @@ class FastStoreDUL(DULServiceProvider):
             self._forward(pdv.context_id, _control(pdv), pdv.fragment)
 
     def _store_request(self, msg: _Incoming) -> _StoreRequest | None:
-        """The C-STORE-RQ in ``msg``'s command, if the fast path takes it."""
+        """The C-STORE-RQ in ``msg``'s command, if the fast path takes it.
+
+        It takes every C-STORE-RQ on an accepted context (extended negotiation aside),
+        including those pynetdicom would drop without an answer (its
+        ``is_valid_request``): without an Affected SOP Instance UID or a Priority
+        (the store callback judges the UID), for a SOP class that is not a storage
+        class, or with no data set (both refused here). One without a Message ID
+        cannot be answered: the association is aborted.
+        """
         try:
             values = parse_command(msg.command)
         except WireError:
             return None
-        message_id = command_us(values, 0x0110)
-        data_set_type = command_us(values, 0x0800)
         sop_class = command_uid(values, 0x0002)
-        sop_uid = command_uid(values, 0x1000)
+        context = self.assoc._accepted_cx.get(msg.context_id)
         if (
             command_us(values, 0x0100) != C_STORE_RQ
-            or message_id is None
-            or data_set_type in (None, NO_DATA_SET)
-            or command_us(values, 0x0700) is None  # Priority: required (PS3.7 T9.3-1)
-            or not sop_uid
-            or sop_class not in self._storage_classes
+            or context is None  # pynetdicom aborts the association for this
             or sop_class in self.assoc.acceptor.accepted_common_extended
         ):
             return None
-        context = self.assoc._accepted_cx.get(msg.context_id)
-        if context is None:
-            return None  # pynetdicom aborts the association for this
-        return _StoreRequest(message_id, sop_class, sop_uid, str(context.transfer_syntax[0]))
+        message_id = command_us(values, 0x0110)
+        if message_id is None:
+            log.error("C-STORE-RQ without a Message ID; aborting the association")
+            self._broken = True
+            self.event_queue.put("Evt19")
+            return None
+        refusal = None
+        if command_us(values, 0x0800) in (None, NO_DATA_SET):
+            refusal = NO_DATA_SET_REFUSED
+        elif sop_class not in self._storage_classes:
+            refusal = SOP_CLASS_NOT_SUPPORTED
+        return _StoreRequest(
+            message_id,
+            sop_class,
+            command_uid(values, 0x1000),
+            str(context.transfer_syntax[0]),
+            refusal,
+        )
 
     def _serve(self, request: _StoreRequest, context_id: int, data: bytearray) -> None:
-        status = self._store_callback(
-            self.assoc,
-            sop_class_uid=request.sop_class_uid,
-            sop_instance_uid=request.sop_instance_uid,
-            transfer_syntax_uid=request.transfer_syntax_uid,
-            data=data,
-        )
+        if request.refusal is not None:
+            log.warning(
+                "C-STORE-RQ %s (SOP class %r); refused 0x%04X",
+                "without a data set" if request.refusal == NO_DATA_SET_REFUSED else "refused",
+                request.sop_class_uid[:80],
+                request.refusal,
+            )
+            status = request.refusal
+        else:
+            status = self._store_callback(
+                self.assoc,
+                sop_class_uid=request.sop_class_uid,
+                sop_instance_uid=request.sop_instance_uid,
+                transfer_syntax_uid=request.transfer_syntax_uid,
+                data=data,
+            )
         if not self.assoc.is_established:
             return  # released or aborted meanwhile: pynetdicom sends nothing either
         pdu = command_pdu(

@@ -3,6 +3,10 @@
 A C-STORE is answered Success only once the instance file is on disk and its
 ``instance.received`` event is durable (Kafka ack or outbox; DESIGN.md §4). The data
 set is written exactly as received, behind a Part 10 header composed from the request.
+What is refused before anything is stored (:mod:`streams.scp.checks`): an Affected SOP
+Instance UID that is not a UID (0x0117), a data set that cannot be parsed (0xC000) or
+that is not the instance the request names (0xA900). Odd Study/Series UIDs and
+Patient IDs are stored as received, under sanitised path components.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from streams import metrics
 from streams.events import InstanceReceived, envelope
 from streams.scp.bridge import EventSink
+from streams.scp.checks import (
+    CANNOT_PARSE,
+    DATA_SET_MISMATCH,
+    IDENTITY_TAGS,
+    INVALID_SOP_INSTANCE,
+    identity_problem,
+    is_valid_uid,
+)
 from streams.scp.delivery import DeliveryError
 from streams.scp.gate import AssociationGate
 from streams.scp.tags import (
@@ -39,6 +51,8 @@ log = logging.getLogger(__name__)
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC211
+#: Tags read from every data set: the event's and the instance's identity.
+BASE_TAGS: tuple[int, ...] = tuple(sorted({*CORE_TAGS, *IDENTITY_TAGS}))
 
 #: Implementation Class UID / Version Name written into file meta (pynetdicom's, since
 #: pynetdicom is the implementation that received the data).
@@ -100,7 +114,7 @@ class StoreHandler:
         self._wanted: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         for ae, opts in self._options.items():
             extra = tuple(dict.fromkeys(parse_tag(t) for t in opts.tags))
-            self._wanted[ae] = (tuple(sorted({*CORE_TAGS, *extra})), extra)
+            self._wanted[ae] = (tuple(sorted({*BASE_TAGS, *extra})), extra)
 
     def on_echo(self, event: Any) -> int:
         """C-ECHO: always Success on an accepted association (PS3.7 §9.1.5)."""
@@ -175,17 +189,31 @@ class StoreHandler:
                 "%s: SOP class %s is ignored for this AE title; not stored", called, sop_class
             )
             return SUCCESS
+        if not is_valid_uid(sop_uid):
+            # The SOP Instance UID names the file and identifies the instance in every
+            # event; one that breaks the UID rules cannot (PS3.7 Annex C, 0117H
+            # "Invalid SOP Instance": a violation of the UID construction rules).
+            log.warning(
+                "%s: SOP Instance UID %r is not a valid UID; refused 0x0117", called, sop_uid[:80]
+            )
+            return self._refused(called, INVALID_SOP_INSTANCE)
         if self._guard is not None and not self._guard.available():
             log.warning("%s: storage is below its free-space watermark; refused 0xA700", called)
             return self._refused(called, OUT_OF_RESOURCES)
-        wanted, extra = self._wanted.get(called, (CORE_TAGS, ()))
+        wanted, extra = self._wanted.get(called, (BASE_TAGS, ()))
         try:
             values = read_tags(data, transfer_syntax, wanted)
         except TagReadError as exc:
             # The parser's message may quote values: details (possible PHI) only at DEBUG.
-            log.warning("instance %s: data set not parseable; stored without its tags", sop_uid)
+            log.warning(
+                "%s: instance %s: data set cannot be parsed; refused 0xC000", called, sop_uid
+            )
             log.debug("instance %s: %s", sop_uid, exc)
-            values = {}
+            return self._refused(called, CANNOT_PARSE)
+        problem = identity_problem(values, sop_class, sop_uid)
+        if problem is not None:
+            log.warning("%s: instance %s: %s; refused 0xA900", called, sop_uid, problem)
+            return self._refused(called, DATA_SET_MISMATCH)
         patient_id = values.get(PATIENT_ID, "")
         study_uid = values.get(STUDY_INSTANCE_UID, "")
         series_uid = values.get(SERIES_INSTANCE_UID, "")

@@ -16,6 +16,7 @@ from pynetdicom import AE, evt
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
+from streams.scp.dul import GuardedDUL
 from streams.scp.fastpath import FastStoreDUL, StoreCallback
 from streams.scp.gate import AssociationGate
 from streams.scp.handlers import StoreHandler
@@ -25,38 +26,50 @@ from streams.scp.negotiation import (
     VERIFICATION,
     supported_contexts,
 )
+from streams.scp.tcp import close_even_when_reset
 
 log = logging.getLogger(__name__)
 
 LOCAL_AE_TITLE = "DICOM-ADAPTER"
 
 
-def build_ae(*, max_associations: int, max_pdu: int, network_timeout_s: float | None) -> Any:
+def build_ae(
+    *,
+    max_associations: int,
+    max_pdu: int,
+    network_timeout_s: float | None,
+    acse_timeout_s: float | None = 30.0,
+) -> Any:
     """A pynetdicom AE (contexts come from :func:`supported_contexts` at start).
 
-    AE titles are checked by the gate, not by pynetdicom.
+    AE titles are checked by the gate, not by pynetdicom. ``acse_timeout_s`` is also
+    the ARTIM timeout of accepted connections (PS3.8 §9.1.5).
     """
     ae = AE(ae_title=LOCAL_AE_TITLE)
     ae.maximum_associations = max_associations
     ae.maximum_pdu_size = max_pdu
     ae.require_called_aet = False
     ae.network_timeout = network_timeout_s
+    ae.acse_timeout = acse_timeout_s
     return ae
 
 
 STORAGE_CLASSES: frozenset[str] = frozenset(ABSTRACT_SYNTAXES) - {VERIFICATION}
 
 
-def install_fast_dul(assoc: Any, store: StoreCallback) -> None:
-    """Give a just-created acceptor association a :class:`FastStoreDUL`.
+def install_dul(assoc: Any, store: StoreCallback | None) -> None:
+    """Give a just-created acceptor association the SCP's DUL.
 
+    A :class:`FastStoreDUL` when there is a ``store`` callback (the fast C-STORE path),
+    else a :class:`GuardedDUL` (pynetdicom's own paths, still hardened against races).
     Called before the association starts: the new DUL takes over the socket and the
     queues (the socket already queued Evt5, "transport connection indication"), and the
     timeouts pynetdicom set on the old DUL's timers are applied again.
     """
     old = assoc.dul
-    dul = FastStoreDUL(assoc, store, STORAGE_CLASSES)
+    dul = GuardedDUL(assoc) if store is None else FastStoreDUL(assoc, store, STORAGE_CLASSES)
     dul.socket = old.socket
+    close_even_when_reset(dul.socket)
     for queue in ("event_queue", "to_provider_queue", "to_user_queue", "_recv_pdu"):
         setattr(dul, queue, getattr(old, queue))
     assoc.dul = dul
@@ -65,13 +78,11 @@ def install_fast_dul(assoc: Any, store: StoreCallback) -> None:
 
 
 class _RequestHandler(RequestHandler):
-    """pynetdicom's request handler, plus the fast DUL on every new association."""
+    """pynetdicom's request handler, plus the SCP's DUL on every new association."""
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
-        store = getattr(self.server, "fast_store", None)
-        if store is not None:
-            install_fast_dul(assoc, store)
+        install_dul(assoc, getattr(self.server, "fast_store", None))
         return assoc
 
 
@@ -99,6 +110,7 @@ class DicomServer:
         max_associations: int = 25,
         max_pdu: int = 0,
         network_timeout_s: float | None = 60.0,
+        acse_timeout_s: float | None = 30.0,
         fast_path: bool = True,
     ) -> None:
         self.host = host
@@ -110,6 +122,7 @@ class DicomServer:
             max_associations=max_associations,
             max_pdu=max_pdu,
             network_timeout_s=network_timeout_s,
+            acse_timeout_s=acse_timeout_s,
         )
         self._contexts = supported_contexts()
         self._server: Any = None

@@ -232,6 +232,8 @@ class ScpService(Service):
                 handler=handler,
                 max_associations=scp.max_associations,
                 max_pdu=scp.max_pdu,
+                network_timeout_s=scp.network_timeout_s,
+                acse_timeout_s=scp.acse_timeout_s,
             )
             await asyncio.to_thread(self._server.start)
         except BaseException:

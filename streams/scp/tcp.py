@@ -14,6 +14,7 @@ buffer (pynetdicom's own reads 4 KiB at a time).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from typing import Any
@@ -50,6 +51,28 @@ def recv_exact(sock: socket.socket, nr_bytes: int, *, quickack: bool) -> bytearr
             return buf
         got += n
     return buf
+
+
+def close_even_when_reset(assoc_socket: Any) -> None:
+    """Make a pynetdicom ``AssociationSocket`` close its OS socket whatever happens.
+
+    pynetdicom's ``AssociationSocket._shutdown_socket`` calls ``shutdown`` and then
+    ``close`` in one ``try`` block: on a connection the peer has reset, ``shutdown``
+    raises ENOTCONN, ``close`` is skipped, and the descriptor stays open until the
+    garbage collector finds the socket (with a ResourceWarning), one per connection
+    that sent an A-ABORT and reset, say (found by the port fuzz, issue 8).
+    """
+
+    def shutdown_and_close() -> None:
+        raw = assoc_socket.socket
+        if raw is None:
+            return
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+        raw.close()
+
+    # Instance attribute: shadows AssociationSocket._shutdown_socket for this socket.
+    assoc_socket._shutdown_socket = shutdown_and_close
 
 
 def tune_association_socket(assoc_socket: Any, *, quickack: bool = True) -> None:
