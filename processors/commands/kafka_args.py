@@ -12,8 +12,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from streams.config import KAFKA_ENV, AdapterConfig, load_config
-from streams.errors import UsageError
+from processors.config_check import check_config, check_processors
+from processors.registry import AETITLE
+from streams.config import (
+    DEFAULT_PROCESSOR,
+    KAFKA_ENV,
+    AdapterConfig,
+    build_config,
+    load_config,
+    read_source,
+)
+from streams.errors import ConfigError, UsageError
 
 
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +42,42 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
 def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> AdapterConfig:
     """The validated config named by ``--config`` (or ``$DICOM_ADAPTER_CONFIG``/defaults)."""
     return load_config(args.config, os.environ if env is None else env)
+
+
+def load_role_settings(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None, *, processors: bool
+) -> AdapterConfig:
+    """:func:`load_settings` for a role, which must not start on a file ``config check``
+    rejects: every problem at once, exit 2, before anything listens or connects.
+
+    ``processors``: the role runs the job processors (``run``), so every AE title's
+    processor is resolved and checked as ``config check`` does. Otherwise (``scp``,
+    ``submit``) the built-in ``aetitle`` processor's settings are checked, and custom
+    processors, which such a role never imports, are left alone.
+    """
+    environ = os.environ if env is None else env
+    if processors:
+        return check_config(args.config, environ).config
+    source = read_source(args.config, environ)
+    problems: list[str] = []
+    config: AdapterConfig | None = None
+    try:
+        config = build_config(source)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    scp = source.data.get("scp")
+    entries = scp.get("ae_titles") if isinstance(scp, Mapping) else None
+    if isinstance(entries, list):
+        # Entries of other processors become None, which the check skips (indexes kept).
+        builtin = [e if _uses_aetitle(e) else None for e in entries]
+        problems.extend(check_processors({"scp": {"ae_titles": builtin}}).problems)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def _uses_aetitle(entry: object) -> bool:
+    return isinstance(entry, Mapping) and entry.get("processor", DEFAULT_PROCESSOR) == AETITLE
 
 
 def resolve_bootstrap(args: argparse.Namespace, config: AdapterConfig) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.app import serve
-from processors.commands.kafka_args import add_kafka_arguments, load_settings
+from processors.commands.kafka_args import add_kafka_arguments, load_role_settings
 from processors.roles import scp_role, submit_role
 from processors.runtime import process_role
 from streams.broker import start_embedded_broker
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 def run_all(args: argparse.Namespace) -> int:
     """Handler of ``run``; returns the exit code."""
-    config = load_settings(args)
+    config = load_role_settings(args, processors=True)
     return asyncio.run(_main(config, args.kafka, args.broker_port))
 
 

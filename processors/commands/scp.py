@@ -13,7 +13,11 @@ import asyncio
 from typing import Any
 
 from processors.app import serve
-from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
+from processors.commands.kafka_args import (
+    add_kafka_arguments,
+    load_role_settings,
+    resolve_bootstrap,
+)
 from processors.roles import scp_role
 
 
@@ -34,6 +38,6 @@ def register(subparsers: Any) -> None:
 
 def run_scp(args: argparse.Namespace) -> int:
     """Handler of ``scp``; returns the exit code."""
-    config = load_settings(args)
+    config = load_role_settings(args, processors=False)
     bootstrap = resolve_bootstrap(args, config)
     return asyncio.run(serve(config, bootstrap, {"scp": scp_role}))

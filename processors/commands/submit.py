@@ -12,7 +12,11 @@ import asyncio
 from typing import Any
 
 from processors.app import serve
-from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
+from processors.commands.kafka_args import (
+    add_kafka_arguments,
+    load_role_settings,
+    resolve_bootstrap,
+)
 from processors.roles import submit_role
 
 
@@ -39,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     """Handler of ``submit``; returns the exit code."""
-    config = load_settings(args)
+    config = load_role_settings(args, processors=False)
     bootstrap = resolve_bootstrap(args, config)
     role = submit_role(reclaim=not args.no_reclaim)
     return asyncio.run(serve(config, bootstrap, {"submit": role}))

@@ -115,7 +115,14 @@ def _read_file(path: Path) -> tuple[dict[str, Any], list[str]]:
     except yaml.YAMLError as exc:
         raise ConfigError([f"{where}: {_yaml_problem(exc)}"]) from None
     if data is None:
-        return {}, duplicates
+        # Nothing but blanks or comments: most likely a file truncated or not yet
+        # written, and the defaults have no AE titles, so the SCP would refuse everyone.
+        raise ConfigError(
+            [
+                f"{where}: is empty; write the settings in it (see docs/configuration.md), "
+                "or give no config file to run with the defaults"
+            ]
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             [

@@ -66,8 +66,21 @@ def test_json_is_accepted(tmp_path: Path) -> None:
 
 def test_no_file_means_defaults(tmp_path: Path) -> None:
     assert load_config(None, {}) == AdapterConfig()
-    assert load_config(write(tmp_path, ""), {}) == AdapterConfig()
-    assert load_config(write(tmp_path, "# only a comment\n"), {}) == AdapterConfig()
+    assert load_config(write(tmp_path, "{}\n"), {}) == AdapterConfig()
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+def test_an_empty_file_is_one_line_not_the_defaults(tmp_path: Path, text: str) -> None:
+    """Issue 8 (bad configs): an empty file named on purpose is a mistake (truncated,
+    not yet written); the defaults it stood for have no AE title, so the SCP would
+    refuse every sender."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.problems == [
+        f"config file {path}: is empty; write the settings in it (see "
+        "docs/configuration.md), or give no config file to run with the defaults"
+    ]
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:
