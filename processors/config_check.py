@@ -17,7 +17,13 @@ from typing import Any
 from processors.aetitle.settings import AeTitleSettings, parse_settings, partitioning_problem
 from processors.base import JobProcessor
 from processors.registry import AETITLE, resolve_processor
-from streams.config import DEFAULT_PROCESSOR, AdapterConfig, build_config, read_source
+from streams.config import (
+    DEFAULT_PROCESSOR,
+    AdapterConfig,
+    ConfigSource,
+    build_config,
+    read_source,
+)
 from streams.errors import ConfigError
 
 
@@ -47,18 +53,22 @@ class ProcessorFindings:
     warnings: list[str] = field(default_factory=list)
 
 
+def build_collecting(source: ConfigSource) -> tuple[AdapterConfig | None, list[str]]:
+    """The config built from ``source`` (``None`` when it cannot be) and its problems,
+    so callers can add their own before raising one :class:`ConfigError` with all."""
+    try:
+        return build_config(source), []
+    except ConfigError as exc:
+        return None, list(exc.problems)
+
+
 def check_config(
     path: str | Path | None = None, env: Mapping[str, str] = os.environ
 ) -> CheckedConfig:
     """Load ``path`` (plus environment overrides) and check every AE title's processor
     and settings; raises :class:`ConfigError` listing every problem of the file."""
     source = read_source(path, env)
-    problems: list[str] = []
-    config: AdapterConfig | None = None
-    try:
-        config = build_config(source)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    config, problems = build_collecting(source)
     findings = check_processors(source.data)
     problems.extend(findings.problems)
     if config is not None:

@@ -12,13 +12,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from processors.config_check import check_config, check_processors
+from processors.config_check import build_collecting, check_config, check_processors
 from processors.registry import AETITLE
 from streams.config import (
     DEFAULT_PROCESSOR,
     KAFKA_ENV,
     AdapterConfig,
-    build_config,
     load_config,
     read_source,
 )
@@ -59,12 +58,7 @@ def load_role_settings(
     if processors:
         return check_config(args.config, environ).config
     source = read_source(args.config, environ)
-    problems: list[str] = []
-    config: AdapterConfig | None = None
-    try:
-        config = build_config(source)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    config, problems = build_collecting(source)
     scp = source.data.get("scp")
     entries = scp.get("ae_titles") if isinstance(scp, Mapping) else None
     if isinstance(entries, list):

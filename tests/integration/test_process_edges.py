@@ -23,7 +23,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from processors.aetitle import AeTitleJobProcessor
 from processors.runtime import ProcessorRoleError, ProcessRole, processors_group
 from streams import metrics
-from streams.config import load_config
+from streams.config import AdapterConfig, load_config
 from streams.events import InputOffset, InstanceReceived, envelope
 from streams.kafka import EventPublisher, KafkaSource, ensure_topics
 from tests.helpers.processor import (
@@ -56,6 +56,19 @@ async def committed(bootstrap: str, group: str) -> dict[int, int]:
     return {tp.partition: om.offset for tp, om in found.items()}
 
 
+async def one_partition(
+    bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> tuple[str, str, AdapterConfig]:
+    """Fresh instances and jobs topics of one partition each, and the config using them."""
+    prefix = unique_name("p")
+    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(bootstrap, {instances_topic: 1, jobs_topic: 1})
+    config = load_config(
+        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    )
+    return instances_topic, jobs_topic, config
+
+
 async def publish_all(bootstrap: str, topic: str, items: list[InstanceReceived]) -> list[int]:
     async with EventPublisher(bootstrap) as publisher:
         out = []
@@ -68,11 +81,8 @@ async def publish_all(bootstrap: str, topic: str, items: list[InstanceReceived])
 async def test_ignored_instances_are_reclaimed_once_across_a_replay(
     kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    prefix = unique_name("p")
-    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
-    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
-    config = load_config(
-        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    instances_topic, jobs_topic, config = await one_partition(
+        kafka_bootstrap, unique_name, tmp_path
     )
     future = int(time.time() * 1000) + 120_000  # keeps the first group open all along
     items = [
@@ -109,7 +119,9 @@ async def test_ignored_instances_are_reclaimed_once_across_a_replay(
         finally:
             stop.set()
             await task
-        assert await committed(kafka_bootstrap, processors_group(prefix)) == {0: offsets[0]}
+        assert await committed(kafka_bootstrap, processors_group(config.kafka.topic_prefix)) == {
+            0: offsets[0]
+        }
 
     records = await wait_for_ledger(kafka_bootstrap, jobs_topic, lambda rs: True)
     found = removals(records)
@@ -155,18 +167,15 @@ async def test_a_failing_processor_stops_the_role_without_committing_past_it(
     with pytest.raises(ProcessorRoleError, match="cannot handle this instance"):
         await asyncio.wait_for(role.run(asyncio.Event()), 60)
     assert role.runtime.failure is not None
-    done = await committed(kafka_bootstrap, processors_group(prefix))
+    done = await committed(kafka_bootstrap, processors_group(config.kafka.topic_prefix))
     assert done.get(0, 0) <= offsets[1], "committed past the instance that failed"
 
 
 async def test_a_superseded_copy_is_reclaimed_right_after_its_group(
     kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    prefix = unique_name("p")
-    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
-    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
-    config = load_config(
-        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    instances_topic, jobs_topic, config = await one_partition(
+        kafka_bootstrap, unique_name, tmp_path
     )
     past = int(time.time() * 1000) - 60_000  # closes as soon as the partition is caught up
     first = instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=past)
@@ -199,11 +208,8 @@ async def test_republished_copy_after_its_group_closed_opens_no_second_group(
     """Found by the chaos suite (seed 2): an SCP re-published an event (same envelope id)
     after a broker pause; the copy arrived after its group had closed and became a second
     group, so one C-STORE was in two jobs per pipeline. Copies are now dropped."""
-    prefix = unique_name("p")
-    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
-    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
-    config = load_config(
-        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    instances_topic, jobs_topic, config = await one_partition(
+        kafka_bootstrap, unique_name, tmp_path
     )
     past = int(time.time() * 1000) - 60_000  # closes as soon as the partition is caught up
     original = instance(patient="P1", study="1.2.3", sop="1.2.3.1", received_at=past)
@@ -245,11 +251,8 @@ async def test_ledger_rebuild_retries_when_the_group_coordinator_is_not_availabl
     broker came back from a pause got GroupCoordinatorNotAvailable reading its committed
     offsets, and stopped its role. The fault is injected into the real source's first
     two calls; the role must retry, become ready and form the group."""
-    prefix = unique_name("p")
-    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
-    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
-    config = load_config(
-        write_config(tmp_path / "a.yaml", prefix=prefix, storage=tmp_path, partitions=1), env={}
+    instances_topic, jobs_topic, config = await one_partition(
+        kafka_bootstrap, unique_name, tmp_path
     )
     real = KafkaSource.committed
     failures = [GroupCoordinatorNotAvailableError(), GroupCoordinatorNotAvailableError()]
