@@ -213,6 +213,9 @@ class GuardedDUL(DULServiceProvider):
             return
         try:
             header = bytes(sock.recv(6))
+            if not header:  # an orderly close (FIN) between PDUs
+                self._peer_closed()
+                return
             pdu_type, length = pdu_header(header)
         except (OSError, WireError) as exc:
             self._closed("connection closed before a PDU header was received", exc)
@@ -249,6 +252,17 @@ class GuardedDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
+
+    def _peer_closed(self) -> None:
+        """Evt17 for a peer that closed the connection between PDUs: expected after a
+        release or an abort, and from probes that connect and leave (health checks,
+        port scans), so logged at DEBUG; a peer that leaves mid-association, WARNING."""
+        state = self.state_machine.current_state
+        if state in ARTIM_STATES:
+            log.debug("the peer closed the connection (%s)", state)
+        else:
+            log.warning("the peer closed the connection during an association (%s)", state)
+        self.event_queue.put("Evt17")
 
     def _closed(self, message: str, exc: BaseException | None) -> None:
         """Evt17 (transport closed), logged with the reason."""
