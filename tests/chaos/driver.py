@@ -93,8 +93,29 @@ def _storage_files(storage: Path) -> dict[str, str]:
     return files
 
 
-def _events(records: list[Any]) -> list[EventData]:
-    return [r.envelope.data for r in records]
+def unique_events(records: list[Any]) -> tuple[list[EventData], int, list[str]]:
+    """The ledger's events once each, by envelope id: ``(events, copies, conflicts)``.
+
+    A processor that lost its partitions while the broker was paused can still have its
+    last records in the producer; they land after the new owner wrote the same records
+    (deterministic ids, same content): one event written twice, which every consumer
+    de-duplicates by id (Kafka transactions would fence such writes). Copies are counted;
+    a copy whose content differs from the first is a conflict (a violation).
+    """
+    seen: dict[str, EventData] = {}
+    events: list[EventData] = []
+    copies = 0
+    conflicts: list[str] = []
+    for record in records:
+        event_id, data = record.envelope.id, record.envelope.data
+        if event_id in seen:
+            copies += 1
+            if seen[event_id] != data:
+                conflicts.append(f"event {event_id} was written twice with different content")
+            continue
+        seen[event_id] = data
+        events.append(data)
+    return events, copies, conflicts
 
 
 def settled(events: list[EventData], acked: set[str]) -> bool:
@@ -139,6 +160,8 @@ class ChaosRun:
         self.outcomes: list[Outcome] = []
         self.windows: dict[str, Window] = {}
         self.active = [0] * SCPS
+        self.ledger_copies = 0
+        self.conflicts: list[str] = []
 
     async def run(self) -> tuple[Verdict, dict[str, Any]]:
         """Run the plan; returns the verdict and a JSON-able record of the run."""
@@ -228,6 +251,8 @@ class ChaosRun:
             downtimes=faults.log.downtimes,
         )
         verdict = check(facts)
+        verdict.violations.extend(self.conflicts)
+        verdict.figures["ledger_copies"] = self.ledger_copies
         self._check_processes(cluster, verdict)
         codes = await cluster.terminate()
         for name, code in codes.items():
@@ -284,7 +309,9 @@ class ChaosRun:
             for processor in roles.processors:
                 if await metric(processor.url, "open_groups") != 0.0:
                     return False
-            events = _events(await replay(self.bootstrap, jobs_topic))
+            events, self.ledger_copies, self.conflicts = unique_events(
+                await replay(self.bootstrap, jobs_topic)
+            )
             return settled(events, acked)
 
         await poll("the run to settle", done, self.settings.settle_s)
@@ -326,4 +353,4 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         out.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-__all__ = ["ChaosRun", "Settings", "append_record", "settled"]
+__all__ = ["ChaosRun", "Settings", "append_record", "settled", "unique_events"]

@@ -22,6 +22,7 @@ COLUMNS = (
     ("filled_s", "seconds the disk was past the watermark"),
     ("split_keys", "keys grouped more than once (see Known limits)"),
     ("orphan_files", "orphan files (see Known limits)"),
+    ("ledger_copies", "ledger events written twice, same id and content (see Known limits)"),
 )
 
 

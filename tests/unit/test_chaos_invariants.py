@@ -6,16 +6,19 @@ invariant on a small, otherwise good run and expects exactly that violation.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from streams.events import (
+    Envelope,
     GroupClosed,
     GroupInstance,
     InstancesRemoved,
     JobFailed,
     JobSpec,
     JobSubmitted,
+    envelope,
 )
+from tests.chaos.driver import unique_events
 from tests.chaos.invariants import RunFacts, Window, check
 from tests.chaos.plan import Instance, make_plan
 from tests.chaos.senders import Outcome, parse_storescu
@@ -137,3 +140,18 @@ def test_a_plan_is_a_function_of_its_seed() -> None:
     assert make_plan(7) != make_plan(8)
     kinds = sorted(f.kind for f in make_plan(7).faults)
     assert kinds == ["disk_full", "kill_processor", "kill_scp", "kill_submitter", "pause_broker"]
+
+
+def test_a_ledger_event_written_twice_counts_once_unless_its_content_differs() -> None:
+    @dataclass
+    class Rec:
+        envelope: Envelope
+
+    group = _group([A, B])
+    first = Rec(envelope(group, source="p0", time_ms=1, event_id="e1"))
+    same = [first, Rec(envelope(group, source="p1", time_ms=2, event_id="e1"))]
+    events, copies, conflicts = unique_events(same)
+    assert (events, copies, conflicts) == ([group], 1, [])
+    other = replace(group, instances=group.instances[:1])
+    differs = [first, Rec(envelope(other, source="p1", time_ms=2, event_id="e1"))]
+    assert unique_events(differs)[2] == ["event e1 was written twice with different content"]
