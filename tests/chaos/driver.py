@@ -31,6 +31,7 @@ from tests.chaos.invariants import RunFacts, Verdict, Window, check
 from tests.chaos.plan import AE_GROUP_BY, PROCESSORS, SCPS, Batch, Plan, make_plan
 from tests.chaos.senders import Outcome, send
 from tests.helpers.cluster import NS, Cluster, poll, scrape
+from tests.helpers.loadrun import instance_files
 from tests.helpers.platform import PlatformServer
 from tests.helpers.processor import PIPELINES, free_port
 
@@ -84,13 +85,7 @@ def _config(path: Path, *, prefix: str, storage: Path, platform: str, reserve_gb
 
 def _storage_files(storage: Path) -> dict[str, str]:
     """``{SOP UID: path}`` of the instance files left (not payloads, not the outbox)."""
-    files = {}
-    for path in storage.rglob("*.dcm"):
-        relative = path.relative_to(storage).parts
-        if relative[0] in {"payloads", ".outbox"}:
-            continue
-        files[path.stem] = str(path)
-    return files
+    return {p.stem: str(p) for p in instance_files(storage) if p.suffix == ".dcm"}
 
 
 def unique_events(records: list[Any]) -> tuple[list[EventData], int, list[str]]:
