@@ -5,8 +5,14 @@ A processor is an Rx observer of ``instance.received`` records, given as
 exactly-once). One processor serves one AE title. Subclasses implement
 :meth:`JobProcessor.handle_instance` and call :meth:`JobProcessor.submit_pipeline_job`
 (or :meth:`JobProcessor.close_group`) and :meth:`JobProcessor.remove_instances`, which
-delegate to an injected :class:`JobSink` -- the runtime implements it by writing ledger
-events (``group.closed``) and handing files to the reclaimer.
+delegate to an injected :class:`~processors.contracts.JobSink` -- the runtime implements
+it by writing ledger events (``group.closed``) and handing files to the reclaimer.
+
+The runtime knows a processor only through this class's public hooks: the quiet timeout
+(:attr:`JobProcessor.quiet_timeout_ms`), the open-group count
+(:attr:`JobProcessor.open_groups`), the key its groups need to stay in one partition
+(:meth:`JobProcessor.repartition_key`) and the input offsets it still needs
+(:meth:`JobProcessor.held_offsets`).
 
 Instances for another AE title are **filtered** (ignored and counted), not raised as
 Clara's ``InstanceNotSupportedException``: in Rx an observer that raises from
@@ -21,22 +27,28 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 from reactivex import abc
 
+from processors.contracts import (
+    REASON_DUPLICATE,
+    InstanceRef,
+    JobSink,
+    ProcessorContext,
+    ProcessorCounters,
+    Removal,
+)
 from processors.exactly_once import CoveredInputs
-from processors.jobnames import fix_job_name, job_id
+from processors.jobrecords import JobDetails, pipeline_job
+from streams import metrics
 from streams.errors import AdapterError
 from streams.events import (
     GroupClosed,
-    GroupInstance,
+    GroupCloseRequested,
     InputOffset,
     InstanceReceived,
-    JobSpec,
     Priority,
 )
 
@@ -45,9 +57,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-InstanceItem = tuple[int, int, InstanceReceived]  # (partition, offset, instance)
-
-REASON_SUBMITTED = "submitted"
+InstanceItem = tuple[int, int, InstanceReceived] | tuple[int, int, InstanceReceived, int]
+"""``(partition, offset, instance)`` or ``(partition, offset, instance, log time)``: the
+runtime gives the record's log time (the broker's ``LogAppendTime``, epoch ms)."""
 
 
 class ProcessorFailedError(AdapterError):
@@ -56,96 +68,15 @@ class ProcessorFailedError(AdapterError):
     retriable = True
 
 
-class InstanceRef(Protocol):
-    """Anything naming an instance file (``InstanceReceived``, ``GroupInstance``)."""
-
-    @property
-    def sop_instance_uid(self) -> str: ...
-
-    @property
-    def uri(self) -> str: ...
-
-
-class JobSink(Protocol):
-    """Where a processor's decisions go; the runtime writes them as ledger events."""
-
-    def group_closed(self, record: GroupClosed) -> None:
-        """Durably record a closed group and its jobs (``group.closed``, acks=all).
-
-        Once the write is acknowledged, release the offset the processor held for the
-        group (``processors.exactly_once.held_input(record)``) so commits may pass it.
-        """
-
-    def remove_instances(
-        self, ae_title: str, instances: Sequence[InstanceRef], reason: str
-    ) -> None:
-        """Hand instance files to the reclaimer (``reason`` e.g. ``missing-group-key``)."""
-
-
-@runtime_checkable
-class DurableJobSink(JobSink, Protocol):
-    """A sink that can also say when a record is durable (optional for runtimes).
-
-    Processors that answer a request only once its job is on the ledger (the cache
-    processor's REST API) await :meth:`write_group_closed`; others use the sync
-    :meth:`JobSink.group_closed`.
-    """
-
-    async def write_group_closed(self, record: GroupClosed) -> None:
-        """Write ``record`` as :meth:`JobSink.group_closed` does and return once the
-        broker acknowledged it (acks=all); raise (e.g. ``BrokerError``) if it did not."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessorContext:
-    """What the runtime knows about the process, for :meth:`JobProcessor.start`.
-
-    ``storage`` is the configured storage root; ``bootstrap_servers`` and the topic
-    names are those the runtime consumes (empty when there is no broker, e.g. in unit
-    tests).
-    """
-
-    storage: Path
-    adapter_id: str = ""
-    bootstrap_servers: str = ""
-    instances_topic: str = ""
-    jobs_topic: str = ""
-
-
-class OffsetHolder(Protocol):
-    """Keeps input offsets uncommitted (the consumer's ``CommitTracker``, by partition).
-
-    A processor holds the first offset of every open group *during* ``on_next``; the
-    sink releases it once the group's ``group.closed`` is durable.
-    """
-
-    def hold(self, partition: int, offset: int) -> None:
-        """Keep ``offset`` and everything after it on ``partition`` uncommitted."""
-
-    def release(self, partition: int, offset: int) -> bool:
-        """Drop one hold of ``offset``; ``False`` if it was not held."""
-
-
-@dataclass(slots=True)
-class ProcessorCounters:
-    """What a processor did, for metrics and logs (no PHI)."""
-
-    instances: int = 0
-    not_supported: int = 0
-    covered: int = 0
-    missing_key: int = 0
-    groups: int = 0
-    jobs: int = 0
-    removed: int = 0
-
-
 class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
     """Base of job processors: an observer of one AE title's instances.
 
     The constructor gets the AE title, its raw ``processorSettings``, the sink and the
-    scheduler every timer must use (never a default scheduler). ``name`` is abstract;
-    ``ae_title`` comes from the configuration (Clara made it abstract because its base
-    class never saw the configuration).
+    scheduler every timer must use (never a default scheduler), parses the settings with
+    :meth:`parse_settings` into :attr:`settings` (unless parsed ``settings`` are given),
+    then calls :meth:`setup`: subclasses build their state there and keep the
+    constructor's signature. ``name`` is abstract; ``ae_title`` comes from the
+    configuration (Clara made it abstract because its base class never saw it).
     """
 
     REQUIRED_TAGS: ClassVar[tuple[str, ...]] = ()
@@ -156,6 +87,8 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         processor_settings: Mapping[str, Any],
         sink: JobSink,
         scheduler: abc.SchedulerBase,
+        *,
+        settings: Any = None,
     ) -> None:
         if not ae_title or not ae_title.strip():
             raise ValueError("a job processor needs a non-blank AE title")
@@ -165,9 +98,18 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         self.scheduler = scheduler
         self.counters = ProcessorCounters()
         self._covered: CoveredInputs | None = None
-        self._holder: OffsetHolder | None = None
         self._stopped = False
         self.failure: Exception | None = None
+        if settings is None:
+            settings, warnings = self.parse_settings(ae_title, self.processor_settings)
+            for warning in warnings:
+                log.warning("%s", warning)
+        self.settings: Any = settings
+        self.setup()
+
+    def setup(self) -> None:
+        """Build the processor's state once :attr:`settings` is parsed (windows,
+        subscriptions). The default builds nothing."""
 
     # -- identity --------------------------------------------------------------------
 
@@ -190,16 +132,33 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         return cls.REQUIRED_TAGS
 
     @classmethod
+    def parse_settings(
+        cls, ae_title: str, processor_settings: Mapping[str, Any], *, where: str | None = None
+    ) -> tuple[Any, list[str]]:
+        """``(settings, warnings)`` of the raw ``processorSettings``; raises ``ConfigError``
+        listing every problem, one line each. ``where`` is the key path of the AE title
+        entry (``scp.ae_titles[0]``). The default accepts anything: the raw mapping."""
+        return dict(processor_settings), []
+
+    @classmethod
     def validate_settings(
         cls, ae_title: str, processor_settings: Mapping[str, Any], *, where: str | None = None
     ) -> list[str]:
-        """Check ``processorSettings`` for ``config check`` and the roles; returns warnings
-        (one line each) and raises ``ConfigError`` listing every problem.
+        """Check ``processorSettings`` for ``config check`` and the roles: the warnings of
+        :meth:`parse_settings` (which raises ``ConfigError`` listing every problem)."""
+        return cls.parse_settings(ae_title, processor_settings, where=where)[1]
 
-        ``where`` is the key path of the AE title entry (``scp.ae_titles[0]``). The
-        default accepts anything; override it to validate your keys.
+    @classmethod
+    def repartition_key(cls, settings: Any) -> Callable[[InstanceReceived], str] | None:
+        """The key that keeps each group (of parsed ``settings``) in one partition, when
+        the instances topic's key -- the called AE title and the patient -- does not;
+        ``None`` (the default) when it does.
+
+        With a key, the process copies this AE title's instances into
+        ``<prefix>.rekeyed.<AE title>`` keyed by it and feeds the processor from there
+        (:mod:`processors.roles.repartition`, docs/processing.md "Repartitioning").
         """
-        return []
+        return None
 
     @classmethod
     def api_router(cls, processors: Mapping[str, JobProcessor]) -> APIRouter | None:
@@ -220,13 +179,14 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         return instance.called_ae == self._ae_title
 
     def on_next(self, value: InstanceItem) -> None:
-        """Dispatch one ``(partition, offset, instance)`` to :meth:`handle_instance`."""
+        """Dispatch one item (:data:`InstanceItem`) to :meth:`handle_record`."""
         if self.failure is not None:
             raise ProcessorFailedError(
                 f"{self.name} {self._ae_title} failed earlier and takes no more input: "
                 f"{self.failure}; restart it (the log is replayed)"
             ) from self.failure
-        partition, offset, instance = value
+        partition, offset, instance = value[0], value[1], value[2]
+        time = value[3] if len(value) > 3 else instance.received_at
         if instance.called_ae != self._ae_title:
             self.counters.not_supported += 1
             log.debug("%s %s: ignoring an instance for another AE title", self.name, self._ae_title)
@@ -238,7 +198,7 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
             self.on_covered(instance, position)
             return
         self.counters.instances += 1
-        self.handle_instance(instance, position)
+        self.handle_record(instance, position, time)
 
     def on_error(self, error: Exception) -> None:
         """The source failed: log (Clara: "Error occurred while processing instance.")."""
@@ -271,6 +231,25 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
     def handle_instance(self, instance: InstanceReceived, position: InputOffset) -> None:
         """Handle one instance of this AE title read at ``position`` of the log."""
 
+    def handle_record(self, instance: InstanceReceived, position: InputOffset, time: int) -> None:
+        """:meth:`handle_instance` with the record's log time (epoch ms, the bus clock);
+        override it instead when time matters to you."""
+        self.handle_instance(instance, position)
+
+    def on_watermark(self, partition: int, watermark: int) -> None:
+        """The bus clock of ``partition`` reached ``watermark`` (a ``clock.tick``): no
+        live source can still append a record received earlier. Close what is due."""
+
+    def next_due(self, partition: int) -> int | None:
+        """The bus time at which something of ``partition`` is due to close (``None``:
+        nothing): the runtime writes a ``clock.tick`` once the bus passes it."""
+        return None
+
+    def close_requested(self, partition: int, request: GroupCloseRequested) -> str:
+        """An operator asked to close ``request.group_id`` now; say what happened in a
+        word (``closed``, or ``unknown`` when this processor has no such open group)."""
+        return "unknown"
+
     def on_covered(self, instance: InstanceReceived, position: InputOffset) -> None:
         """An input already consumed by a ``group.closed`` was skipped (replay).
 
@@ -290,15 +269,6 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         """Inputs to skip while replaying (built from the ledger on assignment)."""
         self._covered = covered
 
-    def set_offset_holder(self, holder: OffsetHolder | None) -> None:
-        """Where to hold the first offset of each open group (the ``CommitTracker``)."""
-        self._holder = holder
-
-    def hold_offset(self, partition: int, offset: int) -> None:
-        """Hold an input offset uncommitted (no-op without a holder)."""
-        if self._holder is not None:
-            self._holder.hold(partition, offset)
-
     def partition_caught_up(self, partition: int, caught_up: bool = True) -> None:
         """The consumer reached (or fell behind) the end of an instances partition."""
 
@@ -306,16 +276,34 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         """Partitions were taken away: drop their state without emitting anything."""
 
     def held_offsets(self) -> dict[int, int]:
-        """``{partition: oldest input offset still held}``; commits must stay below."""
+        """``{partition: oldest input offset still needed}``: the runtime never commits
+        past it. A processor that keeps instances in memory past ``handle_instance``
+        must report the first input of each; one that stores them durably first (the
+        cache processor) needs nothing."""
         return {}
+
+    @property
+    def quiet_timeout_ms(self) -> int | None:
+        """The quiet period after which a group closes (``None``: no such timeout);
+        the runtime measures close lag against it."""
+        return None
+
+    @property
+    def open_groups(self) -> int:
+        """Groups open right now (a metric)."""
+        return 0
 
     # -- provided helpers (Clara's SubmitPipelineJob / RemoveInstances) ---------------
 
-    def close_group(self, record: GroupClosed) -> None:
-        """Hand a closed group and its jobs to the sink (the ledger write)."""
+    def close_group(self, record: GroupClosed, *, superseded: Sequence[InstanceRef] = ()) -> None:
+        """Hand a closed group and its jobs to the sink (the ledger write), with the
+        earlier copies of its instances whose files no job needs (``superseded``)."""
         self.counters.groups += 1
         self.counters.jobs += len(record.jobs)
-        self.sink.group_closed(record)
+        if superseded:
+            self.counters.removed += len(superseded)
+            metrics.instances_ignored(self._ae_title, REASON_DUPLICATE, len(superseded))
+        self.sink.group_closed(record, superseded)
 
     def submit_pipeline_job(
         self,
@@ -323,10 +311,7 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         pipeline_id: str,
         priority: Priority,
         instances: Sequence[InstanceReceived],
-        *,
-        inputs: Sequence[InputOffset] = (),
-        pipeline_name: str = "",
-        group_key: str = "",
+        **details: Unpack[JobDetails],
     ) -> GroupClosed:
         """Submit one pipeline job with ``instances`` (Clara's ``SubmitPipelineJob``).
 
@@ -334,17 +319,10 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         ledger, submitter and exactly-once treatment. ``name`` is fixed as Clara's
         ``FixJobName``; pass ``inputs`` (the positions the instances came from) so a
         replay skips them. The job id is uuid5 of processor, AE, pipeline, group key
-        (default: the name) and first input (or first SOP Instance UID).
+        (default: the name) and first input (or first SOP Instance UID). ``details``:
+        see :meth:`pipeline_job_record`.
         """
-        record = self.pipeline_job_record(
-            name,
-            pipeline_id,
-            priority,
-            instances,
-            inputs=inputs,
-            pipeline_name=pipeline_name,
-            group_key=group_key,
-        )
+        record = self.pipeline_job_record(name, pipeline_id, priority, instances, **details)
         self.close_group(record)
         return record
 
@@ -354,67 +332,35 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         pipeline_id: str,
         priority: Priority,
         instances: Sequence[InstanceReceived],
-        *,
-        inputs: Sequence[InputOffset] = (),
-        pipeline_name: str = "",
-        group_key: str = "",
+        **details: Unpack[JobDetails],
     ) -> GroupClosed:
         """The ``group.closed`` :meth:`submit_pipeline_job` writes, without writing it
-        (for processors that write it themselves, e.g. awaiting a durable sink)."""
-        if not pipeline_id or not pipeline_id.strip():
-            raise ValueError(f"{self.name} {self._ae_title}: pipeline id is blank")
-        if not instances:
-            raise ValueError(f"{self.name} {self._ae_title}: a job needs at least one instance")
-        fixed = fix_job_name(name)
-        key = group_key or fixed
-        first = instances[0]
-        if inputs:
-            identity_key, anchor = key, inputs[0]
-        else:  # no log position: anchor the id on the first instance instead
-            identity_key, anchor = f"{key}\x1f{first.sop_instance_uid}", InputOffset(-1, 0)
-        times = [i.received_at for i in instances]
-        pipeline = pipeline_name or pipeline_id
-        spec = JobSpec(
-            job_id=job_id(
-                self.name,
-                self._ae_title,
-                pipeline,
-                identity_key,
-                first_partition=anchor.partition,
-                first_offset=anchor.offset,
-            ),
-            name=fixed,
-            pipeline_name=pipeline_name,
-            pipeline_id=pipeline_id.strip(),
-            priority=priority,
-        )
-        record = GroupClosed(
+        (for processors that write it themselves, e.g. awaiting a durable sink);
+        ``details``: ``inputs``, ``pipeline_name``, ``group_key``."""
+        return pipeline_job(
+            name,
+            pipeline_id,
+            priority,
+            instances,
             processor=self.name,
             ae_title=self._ae_title,
-            group_by="",
-            group_key=key,
-            reason=REASON_SUBMITTED,
-            first_received_at=min(times),
-            last_received_at=max(times),
-            instances=tuple(to_group_instance(i) for i in instances),
-            inputs=tuple(inputs),
-            jobs=(spec,),
-            patient_id=first.patient_id,
+            **details,
         )
-        return record
 
-    def remove_instances(self, instances: Sequence[InstanceRef], reason: str = "removed") -> None:
-        """Hand instance files to the reclaimer (Clara's ``RemoveInstances``)."""
+    def remove_instances(
+        self,
+        instances: Sequence[InstanceRef],
+        reason: str = "removed",
+        *,
+        inputs: Sequence[InputOffset] = (),
+    ) -> None:
+        """Hand instance files to the reclaimer (Clara's ``RemoveInstances``).
+
+        Pass ``inputs`` (the positions the instances were read at) when the removal is
+        what consumes them, e.g. an instance ignored in ``handle_instance``: a replay
+        then skips them.
+        """
         if instances:
             self.counters.removed += len(instances)
-            self.sink.remove_instances(self._ae_title, instances, reason)
-
-
-def to_group_instance(instance: InstanceReceived) -> GroupInstance:
-    """The part of an instance a closed group keeps (enough to stage and reclaim it)."""
-    return GroupInstance(
-        sop_instance_uid=instance.sop_instance_uid,
-        study_instance_uid=instance.study_instance_uid,
-        series_instance_uid=instance.series_instance_uid,
-        uri=instance.uri,
-    )
+            metrics.instances_ignored(self._ae_title, reason, len(instances))
+            self.sink.remove(Removal(self._ae_title, instances, reason, inputs))

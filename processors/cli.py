@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "events",
     "submit",
     "jobs",
+    "export",
 )
 
 log = logging.getLogger(__name__)

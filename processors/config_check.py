@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processors.aetitle.settings import AeTitleSettings, parse_settings, partitioning_problem
+from processors.aetitle.settings import AeTitleSettings, parse_settings
 from processors.base import JobProcessor
 from processors.registry import AETITLE, resolve_processor
 from streams.config import (
@@ -71,14 +71,6 @@ def check_config(
     config, problems = build_collecting(source)
     findings = check_processors(source.data)
     problems.extend(findings.problems)
-    if config is not None:
-        for index, ae in enumerate(config.scp.ae_titles):
-            parsed = findings.settings.get(ae.ae_title)
-            problem = parsed and partitioning_problem(
-                f"scp.ae_titles[{index}]", ae.ae_title, parsed, config.kafka.partitions
-            )
-            if problem:
-                problems.append(problem)
     if problems or config is None:
         raise ConfigError(problems)
     return CheckedConfig(

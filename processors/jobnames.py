@@ -19,6 +19,7 @@ import uuid
 
 MAX_JOB_NAME = 63  # Clara's CLARA_JOB_NAME_MAX_LENGTH
 JOB_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-stream-adapter:job")
+GROUP_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-stream-adapter:group")
 _NAMESPACE_BYTES = JOB_ID_NAMESPACE.bytes
 
 _INVALID = re.compile(r"[^a-zA-Z0-9-]")
@@ -84,3 +85,9 @@ def job_id(
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def group_id(ae_title: str, partition: int, first_offset: int) -> str:
+    """The id of an open group: uuid5 of its AE title and first input, stable while it
+    is open and the same for every replica and replay (``dicom-adapter groups``)."""
+    return str(uuid.uuid5(GROUP_ID_NAMESPACE, f"{ae_title}/{partition}/{first_offset}"))

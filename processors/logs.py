@@ -1,4 +1,11 @@
-"""Logging set-up, done once by the CLI (libraries only log; STYLE.md §12)."""
+"""Logging set-up, done once by the CLI (libraries only log; STYLE.md §12).
+
+No log line names a patient, at any level (the chaos suite runs every role at DEBUG and
+checks): our own code never formats patient data into messages, and
+:class:`NoPatientData` keeps out the third-party DEBUG records that would — aiokafka
+prints every record it sends (key and value: the event, its ``patient_id`` included)
+and every request and response on the wire.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +45,25 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out).decode()
 
 
+#: (logger, message prefix) of records that print Kafka records or wire requests.
+_PAYLOAD_RECORDS = (("aiokafka.producer.producer", "Sending"), ("aiokafka.conn", ""))
+
+
+class NoPatientData(logging.Filter):
+    """Drops third-party DEBUG records that print event payloads (patient data), and
+    the traceback pynetdicom attaches to some errors (the message already says it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            for name, prefix in _PAYLOAD_RECORDS:
+                if record.name == name and str(record.msg).startswith(prefix):
+                    return False
+        if record.exc_info and record.name.startswith("pynetdicom"):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 _handler: logging.Handler | None = None
 
 
@@ -48,6 +74,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", **static: Any) -> 
     if _handler is not None:
         root.removeHandler(_handler)
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(NoPatientData())
     if fmt == "json":
         handler.setFormatter(JsonFormatter(static))
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import TracebackType
 from typing import Self
 
@@ -31,3 +33,19 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def first_of(stop: asyncio.Event, wake: asyncio.Event | None, wait_s: float | None) -> bool:
+    """Wait for ``stop`` or ``wake`` or ``wait_s`` seconds (``None``: no limit); returns
+    True if ``stop`` is set. The worker loops' one way to sleep until there is work."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+    return stop.is_set()

@@ -93,10 +93,24 @@ GROUP_CLOSE_LAG = Histogram(
     namespace=NAMESPACE,
     buckets=CLOSE_LAG_BUCKETS,
 )
+GROUPS_CLOSED = Counter(
+    "groups_closed",
+    "Groups closed, per called AE title and reason (timeout, max_age, forced).",
+    ["ae_title", "reason"],
+    namespace=NAMESPACE,
+)
 INSTANCES_IGNORED = Counter(
     "instances_ignored",
     "Instances a job processor skipped (e.g. the grouping tag is missing), by reason.",
     ["ae_title", "reason"],
+    namespace=NAMESPACE,
+)
+
+FOREIGN_KEYS = Counter(
+    "instances_foreign_key",
+    "Instance events whose record key another key secret made (kafka.key_secret differs "
+    "between adapters of the bus), by the adapter that wrote them.",
+    ["source"],
     namespace=NAMESPACE,
 )
 
@@ -127,6 +141,33 @@ CONSUMER_LAG = Gauge(
     "consumer_lag",
     "Records between a consumer's position and the partition's high watermark.",
     ["group", "topic", "partition"],
+    namespace=NAMESPACE,
+)
+
+# -- the exporter (processors/export) ------------------------------------------------
+
+ExportOutcome = Literal["completed", "failed", "dead_lettered"]
+EXPORT_ATTEMPTS = Counter(
+    "export_attempts",
+    "Export attempts started, per destination (one per request and destination and try).",
+    ["destination"],
+    namespace=NAMESPACE,
+)
+EXPORT_OUTCOMES = Counter(
+    "export_outcomes",
+    "Export attempts ended: completed, failed (will retry) or dead_lettered.",
+    ["destination", "outcome"],
+    namespace=NAMESPACE,
+)
+EXPORT_INSTANCES_SENT = Counter(
+    "export_instances_sent",
+    "Instances a destination confirmed holding (C-STORE success or STOW-RS referenced).",
+    ["destination"],
+    namespace=NAMESPACE,
+)
+OPEN_EXPORTS = Gauge(
+    "open_exports",
+    "Exports (request and destination) this process owns that are not completed or dead.",
     namespace=NAMESPACE,
 )
 
@@ -172,20 +213,30 @@ def set_open_groups(ae_title: str, count: int) -> None:
     OPEN_GROUPS.labels(ae_title=ae_title).set(count)
 
 
-def group_closed(ae_title: str, closed_at_ms: int, deadline_ms: int) -> None:
-    """Observe one group's close lag; times are epoch (or virtual) milliseconds.
+def group_closed(
+    ae_title: str, reason: str, closed_at_ms: int, deadline_ms: int | None = None
+) -> None:
+    """Count one closed group by ``reason`` and observe its close lag when it has a
+    ``deadline_ms`` (a quiet-timeout close); times are epoch milliseconds.
 
     The lag is ``closed_at - deadline`` clamped at 0: a group closed before its
-    deadline (max-open cap, shutdown) was not late.
+    deadline was not late.
     """
-    lag_ms = max(0, closed_at_ms - deadline_ms)
-    GROUP_CLOSE_LAG.labels(ae_title=ae_title).observe(lag_ms / 1000.0)
+    GROUPS_CLOSED.labels(ae_title=ae_title, reason=reason).inc()
+    if deadline_ms is not None:
+        lag_ms = max(0, closed_at_ms - deadline_ms)
+        GROUP_CLOSE_LAG.labels(ae_title=ae_title).observe(lag_ms / 1000.0)
 
 
-def instance_ignored(ae_title: str, reason: str) -> None:
-    """Count one instance a processor skipped; ``reason`` is a short fixed word
-    (e.g. ``missing_group_tag``), never a value from the instance."""
-    INSTANCES_IGNORED.labels(ae_title=ae_title, reason=reason).inc()
+def instances_ignored(ae_title: str, reason: str, count: int = 1) -> None:
+    """Count ``count`` instances a processor skipped; ``reason`` is a short fixed word
+    (e.g. ``missing-group-key``; ``-`` becomes ``_``), never a value from an instance."""
+    INSTANCES_IGNORED.labels(ae_title=ae_title, reason=reason.replace("-", "_")).inc(count)
+
+
+def foreign_key(source: str) -> None:
+    """Count one instance event keyed with another key secret (see :data:`FOREIGN_KEYS`)."""
+    FOREIGN_KEYS.labels(source=source).inc()
 
 
 def job_outcome(outcome: JobOutcome, priority: str) -> None:
@@ -205,6 +256,23 @@ def bytes_reclaimed(count: int) -> None:
     """Count ``count`` bytes deleted (ignored when not positive)."""
     if count > 0:
         RECLAIMED_BYTES.inc(count)
+
+
+def export_attempt(destination: str) -> None:
+    """An export attempt to ``destination`` starts."""
+    EXPORT_ATTEMPTS.labels(destination).inc()
+
+
+def export_outcome(destination: str, outcome: ExportOutcome, sent: int) -> None:
+    """An export attempt ended with ``outcome`` after ``sent`` more instances arrived."""
+    EXPORT_OUTCOMES.labels(destination, outcome).inc()
+    if sent > 0:
+        EXPORT_INSTANCES_SENT.labels(destination).inc(sent)
+
+
+def set_open_exports(count: int) -> None:
+    """Open exports owned by this process."""
+    OPEN_EXPORTS.set(count)
 
 
 def set_consumer_lag(
@@ -245,6 +313,7 @@ def sample_value(
 __all__ = [
     "CLOSE_LAG_BUCKETS",
     "CONSUMER_LAG",
+    "FOREIGN_KEYS",
     "GROUP_CLOSE_LAG",
     "INSTANCES_IGNORED",
     "INSTANCES_PUBLISHED",
@@ -262,12 +331,13 @@ __all__ = [
     "SUBMIT_ATTEMPTS",
     "JobOutcome",
     "bytes_reclaimed",
+    "foreign_key",
     "forget_partition",
     "group_closed",
-    "instance_ignored",
     "instance_received",
     "instance_refused",
     "instance_stored",
+    "instances_ignored",
     "instances_published",
     "job_outcome",
     "sample_value",

@@ -17,11 +17,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from streams.broker import KafkaBroker, fetch_kafka_jars
+from streams.broker.secure import SecureBroker
 from streams.errors import BrokerError
 
 KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+# Property tests check results, not speed: a shared CI machine must not fail them on
+# a slow example (speed is measured in bench/, never in tests).
+settings.register_profile("adapter", deadline=None)
+settings.load_profile("adapter")
 
 _broker_lines: list[str] = []
 
@@ -79,6 +86,28 @@ def kafka_bootstrap(
     )
     try:
         yield broker.bootstrap_servers
+    finally:
+        broker.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, SecureBroker]]:
+    """``(bootstrap, security)`` of a second, secure broker (SASL_SSL + SCRAM-SHA-512,
+    ACLs enforced; streams/broker/secure.py) started for the tests marked ``secure``."""
+    libs: Path = request.getfixturevalue("kafka_jars")
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-secure"), libs_dir=libs, secure=True)
+    try:
+        broker.__enter__()
+    except BrokerError as exc:
+        pytest.fail(f"could not start the secure Apache Kafka broker: {exc}", pytrace=False)
+    assert broker.security is not None
+    _announce(
+        request.config, f"Secure Kafka broker: {broker.description} at {broker.bootstrap_servers}"
+    )
+    try:
+        yield broker.bootstrap_servers, broker.security
     finally:
         broker.__exit__(None, None, None)
 

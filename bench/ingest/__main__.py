@@ -16,7 +16,16 @@ from bench.ingest.facts import facts
 from bench.ingest.kafka import bench_kafka
 from bench.ingest.orthanc import orthanc_installed
 from bench.ingest.report import load_lines, medians, problems, ratios, table
-from bench.ingest.runner import RECEIVERS, Cell, RunResult, Setup, matrix, run_matrix
+from bench.ingest.runner import (
+    RECEIVERS,
+    STOW_RECEIVERS,
+    Cell,
+    RunResult,
+    Setup,
+    matrix,
+    run_matrix,
+)
+from bench.ingest.stow import BATCH
 
 log = logging.getLogger("bench.ingest")
 
@@ -33,7 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(
         prog="python -m bench.ingest",
-        description="C-STORE ingest benchmark: storescu into our SCP, pynetdicom, DCMTK, Orthanc",
+        description=(
+            "Ingest benchmark: storescu into our SCP, pynetdicom, DCMTK, Orthanc; "
+            "dicomweb-client (STOW-RS) into ours and Orthanc's DICOMweb plugin"
+        ),
     )
     p.add_argument("--reps", type=int, default=3, help="runs per cell; the median is reported")
     p.add_argument("--corpus", type=_csv, default=["big", "small"], help="big,small")
@@ -62,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print and save the tables. Exit 1 if a run did not verify."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("aiokafka", "streams.broker"):
+    for noisy in ("aiokafka", "streams.broker", "dicomweb_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    receivers = [r for r in args.receivers if r != "orthanc" or orthanc_installed()]
+    receivers = [r for r in args.receivers if not r.startswith("orthanc") or orthanc_installed()]
     if "orthanc" in args.receivers and "orthanc" not in receivers:
         log.warning("Orthanc is not installed (/usr/sbin/Orthanc); its rows are left out")
     unknown = [r for r in receivers if r not in RECEIVERS]
@@ -77,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parallels = [int(p) for p in args.parallel]
     cells = list(matrix(args.corpus, receivers, parallels, [True], args.reps))
     if args.no_nodelay:
-        cells += list(matrix(args.corpus, receivers, [1], [False], 1))
+        storescu_only = [r for r in receivers if r not in STOW_RECEIVERS]
+        cells += list(matrix(args.corpus, storescu_only, [1], [False], 1))
 
     def corpus_for(cell: Cell) -> Corpus:
         whole = corpora[cell.corpus]
@@ -148,6 +161,12 @@ def render(
                 "",
             ]
     out += [line for name in corpora for line in ratios(meds, name, True)]
+    if any(r in STOW_RECEIVERS for r in receivers):
+        out += [
+            "",
+            f"¹ STOW-RS rows: dicomweb-client threads instead of storescu processes (the "
+            f"columns' x1/x4), {BATCH} instances per request.",
+        ]
     bad = problems(results)
     if bad:
         out += ["", "Runs that did not verify:", *(f"- {b}" for b in bad)]

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.broker import KafkaBroker
 from streams.events import InstanceReceived, decode
-from streams.kafka import partition_counts
+from streams.kafka import LogReader
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ async def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> TopicCoun
     # makes consumer.stop() raise CancelledError (aiokafka 0.14).
     await asyncio.sleep(0)
     try:
-        count = (await partition_counts(bootstrap, [topic])).get(topic, 0)
-        tps = [TopicPartition(topic, p) for p in range(count)]
+        async with LogReader(bootstrap) as reader:
+            tps = [TopicPartition(topic, p) for p in await reader.partitions(topic)]
         if not tps:
             return TopicCount(0, 0, frozenset())
         consumer.assign(tps)

@@ -13,6 +13,8 @@ LABELS = {
     "pyn-app": "pynetdicom bundled storescp",
     "dcmtk": "DCMTK storescp --fork",
     "orthanc": "Orthanc",
+    "ours-stow": "DICOM Stream Adapter STOW-RS ¹ (Kafka acks=all)",
+    "orthanc-stow": "Orthanc DICOMweb plugin STOW-RS ¹",
 }
 
 
@@ -61,8 +63,9 @@ def table(meds: dict[Cell, Median], corpus: str, nodelay: bool, receivers: list[
             continue
         present = [m for m in row_meds if m is not None]
         cpu = [f"{m.cpu_ms:.2f}" if m is not None else "—" for m in row_meds]
-        # Only ours talks to Kafka; for the others the broker is idle (noise).
-        brokers = [m.broker_ms for m in present if m.broker_ms is not None and name == "ours"]
+        # Only ours talks to Kafka (C-STORE or STOW-RS); for the others the broker is idle.
+        ours = name.startswith("ours")
+        brokers = [m.broker_ms for m in present if m.broker_ms is not None and ours]
         broker = " / ".join(f"{b:.2f}" for b in brokers) if brokers else "—"
         rss = f"{max(m.rss_mb for m in present):.0f}"
         cells = [LABELS.get(name, name), *(_cell(m) for m in row_meds), *cpu, rss, broker]
@@ -83,6 +86,10 @@ def ratios(meds: dict[Cell, Median], corpus: str, nodelay: bool) -> list[str]:
             m = meds.get(Cell(corpus, other, p, nodelay))
             if m is not None:
                 parts.append(f"ours ÷ {label} = {ours.rate / m.rate:.2f}")
+        ours_web = meds.get(Cell(corpus, "ours-stow", p, nodelay))
+        orthanc_web = meds.get(Cell(corpus, "orthanc-stow", p, nodelay))
+        if ours_web is not None and orthanc_web is not None:
+            parts.append(f"STOW-RS ours ÷ Orthanc = {ours_web.rate / orthanc_web.rate:.2f}")
         if parts:
             out.append(f"{corpus}, storescu x{p}: " + ", ".join(parts))
     return out

@@ -23,11 +23,14 @@ from bench.ingest.orthanc import Orthanc
 from bench.ingest.procstat import MemorySampler, cpu_snapshot, foreign_cpu_s, tree_cpu_s
 from bench.ingest.receivers import DcmtkStorescp, PynetdicomApp, Receiver
 from bench.ingest.sender import send
+from bench.ingest.stow import AdapterStow, OrthancStow, stow
 from streams.broker import free_port
 
 log = logging.getLogger(__name__)
 
-RECEIVERS = ("ours", "pyn-app", "dcmtk", "orthanc")
+RECEIVERS = ("ours", "pyn-app", "dcmtk", "orthanc", "ours-stow", "orthanc-stow")
+#: Receivers loaded over STOW-RS by dicomweb-client (the others by storescu).
+STOW_RECEIVERS = ("ours-stow", "orthanc-stow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,10 @@ def make_receiver(name: str, workdir: Path, setup: Setup, *, nodelay: bool) -> R
         return DcmtkStorescp(workdir, port, nodelay=nodelay)
     if name == "orthanc":
         return Orthanc(workdir, port, nodelay=nodelay, http_port=free_port())
+    if name == "ours-stow":
+        return AdapterStow(workdir, port, nodelay=nodelay, bootstrap=setup.bootstrap)
+    if name == "orthanc-stow":
+        return OrthancStow(workdir, port, nodelay=nodelay, http_port=free_port())
     raise ValueError(f"unknown receiver {name!r}; choose from {', '.join(RECEIVERS)}")
 
 
@@ -122,7 +129,10 @@ def run_once(cell: Cell, rep: int, corpus: Corpus, setup: Setup) -> RunResult:
         cpu0 = tree_cpu_s(receiver.pid)
         broker0 = tree_cpu_s(setup.broker_pid) if setup.broker_pid else None
         snap0 = cpu_snapshot()
-        sent = send(corpus.files, receiver.port, parallel=cell.parallel, nodelay=cell.nodelay)
+        if isinstance(receiver, AdapterStow | OrthancStow):
+            sent = stow(receiver.url, list(corpus.files), parallel=cell.parallel)
+        else:
+            sent = send(corpus.files, receiver.port, parallel=cell.parallel, nodelay=cell.nodelay)
         foreign = foreign_cpu_s(snap0, cpu_snapshot(), exclude)
         check = receiver.settle(corpus)
         cpu1 = tree_cpu_s(receiver.pid)

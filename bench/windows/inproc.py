@@ -30,9 +30,16 @@ from reactivex.testing import TestScheduler
 from bench.windows.data import AE_TITLE, Dataset, Event, generate
 from processors.aetitle import AeTitleJobProcessor, AeTitleSettings
 from processors.aetitle.settings import PATIENT_ID
-from processors.base import InstanceRef, to_group_instance
+from processors.contracts import InstanceRef, Removal
 from processors.windows import session_window
-from streams.events import GroupClosed, InstanceReceived, decode, encode, envelope
+from streams.events import (
+    GroupClosed,
+    GroupInstance,
+    InstanceReceived,
+    decode,
+    encode,
+    envelope,
+)
 
 PIPELINE_ID = "8abf244aff7647989d4f6b3987a85759"
 SETTINGS = AeTitleSettings(
@@ -53,16 +60,14 @@ class CountingSink:
         self.bytes = 0
         self._encode = encode_records
 
-    def group_closed(self, record: GroupClosed) -> None:
+    def group_closed(self, record: GroupClosed, superseded: Sequence[InstanceRef] = ()) -> None:
         self.groups += 1
         self.members += len(record.inputs)
         if self._encode:
             self.bytes += len(encode(envelope(record, source="bench", time_ms=0)))
 
-    def remove_instances(
-        self, ae_title: str, instances: Sequence[InstanceRef], reason: str
-    ) -> None:
-        raise AssertionError(f"unexpected reclaim of {len(instances)} instances ({reason})")
+    def remove(self, removal: Removal) -> None:
+        raise AssertionError(f"unexpected reclaim of {len(removal.instances)} ({removal.reason})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +102,9 @@ def positioned(dataset: Dataset, partitions: int) -> list[tuple[int, int, Event]
 
 def new_processor(sink: CountingSink) -> AeTitleJobProcessor:
     """The AE Title Job Processor as the runtime builds it, replaying (not caught up)."""
-    return AeTitleJobProcessor(
-        AE_TITLE, {}, sink, TestScheduler(), settings=SETTINGS, caught_up=False
-    )
+    processor = AeTitleJobProcessor(AE_TITLE, {}, sink, TestScheduler(), settings=SETTINGS)
+    processor.window.state.caught_up_default = False
+    return processor
 
 
 def _timed(fn: Callable[[], None]) -> float:
@@ -123,7 +128,7 @@ def throughput(dataset: Dataset, partitions: int = 1) -> list[Rate]:
         SETTINGS.timeout_s * 1000,
         TestScheduler(),
         caught_up=False,
-        element_fn=to_group_instance,
+        element_fn=GroupInstance.of,
     )
     closed: list[Any] = []
     subject: Subject[Any] = Subject()

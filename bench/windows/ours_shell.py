@@ -4,8 +4,8 @@ Used while the real runtime (``processors/runtime``, ``dicom-adapter process``) 
 there, and kept as ``--ours shell`` to separate the cost of the processor + the
 ``streams.kafka`` bridge from what the runtime adds (ledger replay, exactly-once
 bookkeeping). ``KafkaSource`` -> ``AeTitleJobProcessor`` -> after every batch the closed
-groups are published (acks=all) to ``<prefix>.jobs`` and their held offsets released;
-safe offsets are committed by the source. No ledger replay on assignment.
+groups are published (acks=all) to ``<prefix>.jobs``; the source commits below the
+processor's open groups and the groups being published. No ledger replay on assignment.
 
     python -m bench.windows.ours_shell --kafka HOST:PORT --prefix P --group G --jobs-topic T
 """
@@ -27,24 +27,26 @@ from aiokafka.structs import TopicPartition
 from bench.windows.data import AE_TITLE
 from bench.windows.inproc import SETTINGS
 from processors.aetitle import AeTitleJobProcessor
-from processors.base import InstanceRef
+from processors.contracts import InstanceRef, Removal
 from streams.events import GroupClosed, InstanceReceived, envelope
-from streams.kafka import BatchEnd, EventPublisher, KafkaSource, Record, topic_names
+from streams.kafka import BatchEnd, EventPublisher, HeldOffsets, KafkaSource, Record, topic_names
+from streams.kafka.commits import oldest
 
 
 class BatchSink:
-    """Keeps closed groups until the end of the read batch, then publishes them."""
+    """Keeps closed groups until the end of the read batch, then publishes them; their
+    first inputs stay held until the broker acknowledged them."""
 
     def __init__(self) -> None:
         self.pending: list[GroupClosed] = []
+        self.held: HeldOffsets[int] = HeldOffsets()
 
-    def group_closed(self, record: GroupClosed) -> None:
+    def group_closed(self, record: GroupClosed, superseded: Sequence[InstanceRef] = ()) -> None:
         self.pending.append(record)
+        self.held.hold(record.inputs[0].partition, record.inputs[0].offset)
 
-    def remove_instances(
-        self, ae_title: str, instances: Sequence[InstanceRef], reason: str
-    ) -> None:
-        raise RuntimeError(f"unexpected reclaim ({reason})")
+    def remove(self, removal: Removal) -> None:
+        raise RuntimeError(f"unexpected reclaim ({removal.reason})")
 
 
 async def serve(
@@ -61,12 +63,18 @@ async def serve(
     async with EventPublisher(
         bootstrap, client_id="bench-shell", producer_options=options
     ) as publisher:
-        source = KafkaSource(bootstrap, [topics.instances], group, client_id="bench-shell")
+        processor: AeTitleJobProcessor | None = None
+
+        def bound(tp: TopicPartition) -> int | None:
+            held = processor.held_offsets().get(tp.partition) if processor else None
+            return oldest(held, sink.held.oldest(tp.partition))
+
+        source = KafkaSource(
+            bootstrap, [topics.instances], group, client_id="bench-shell", commit_bound=bound
+        )
         async with source:
-            processor = AeTitleJobProcessor(
-                AE_TITLE, {}, sink, source.scheduler, settings=SETTINGS, caught_up=False
-            )
-            processor.set_offset_holder(_Holder(source, topics.instances))
+            processor = AeTitleJobProcessor(AE_TITLE, {}, sink, source.scheduler, settings=SETTINGS)
+            processor.window.state.caught_up_default = False
             work: asyncio.Queue[list[GroupClosed]] = asyncio.Queue()
 
             def on_record(record: Record) -> None:
@@ -74,11 +82,12 @@ async def serve(
                     first.append(time.time_ns() // 1_000_000)
                     print(json.dumps({"first_record_ms": first[0]}), flush=True)
                 data = record.envelope.data
-                if isinstance(data, InstanceReceived):
+                if isinstance(data, InstanceReceived) and processor is not None:
                     processor.on_next((record.partition, record.offset, data))
 
             def on_batch(batch: BatchEnd) -> None:
                 for progress in batch.partitions:
+                    assert processor is not None
                     processor.partition_caught_up(progress.partition, progress.caught_up)
                 if sink.pending:
                     work.put_nowait(sink.pending)
@@ -102,27 +111,11 @@ async def serve(
                         ],
                     )
                     for r in records:
-                        first_input = r.inputs[0]
-                        source.commits.release(
-                            TopicPartition(topics.instances, first_input.partition),
-                            first_input.offset,
-                        )
+                        sink.held.release(r.inputs[0].partition, r.inputs[0].offset)
 
             publisher_task = asyncio.create_task(publish())
             await stop.wait()
             publisher_task.cancel()
-
-
-class _Holder:
-    def __init__(self, source: KafkaSource, topic: str) -> None:
-        self._commits = source.commits
-        self._topic = topic
-
-    def hold(self, partition: int, offset: int) -> None:
-        self._commits.hold(TopicPartition(self._topic, partition), offset)
-
-    def release(self, partition: int, offset: int) -> bool:
-        return self._commits.release(TopicPartition(self._topic, partition), offset)
 
 
 def main() -> int:

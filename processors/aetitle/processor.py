@@ -17,75 +17,80 @@ pipeline that succeeded).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from reactivex import abc
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
 from processors.aetitle.grouping import extra_tags, group_key_fn
 from processors.aetitle.records import AeGroup, build_group_closed
-from processors.aetitle.settings import AeTitleSettings, format_tag, parse_settings
-from processors.base import JobProcessor, JobSink, to_group_instance
-from processors.windows import SessionWindow, session_window
-from streams.events import GroupClosed, GroupInstance, InputOffset, InstanceReceived
+from processors.aetitle.settings import (
+    NESTED_IN_PATIENT,
+    AeTitleSettings,
+    format_tag,
+    parse_settings,
+)
+from processors.base import JobProcessor
+from processors.contracts import ProcessorContext
+from processors.jobnames import group_id
+from processors.windows import REASON_FORCED, OpenGroup, SessionWindow, session_window
+from streams.events import (
+    GroupClosed,
+    GroupCloseRequested,
+    GroupInstance,
+    InputOffset,
+    InstanceReceived,
+)
 
 log = logging.getLogger(__name__)
 
 NAME = "AE Title Job Processor"
 DEFAULT_GRACE_MS = 1000
 REASON_MISSING_KEY = "missing-group-key"
-REASON_DUPLICATE = "duplicate"
 
 
 class AeTitleJobProcessor(JobProcessor):
     """Groups an AE title's instances by the ``groupBy`` tag; a quiet group -> jobs.
 
-    ``settings`` defaults to ``parse_settings(ae_title, processor_settings)`` (raises
-    ``ConfigError``). ``grace_ms`` and ``caught_up`` are passed to the window (see
-    :func:`processors.windows.session_window`): the Kafka wiring uses
-    ``caught_up=False`` and reports partitions with :meth:`partition_caught_up`.
+    ``settings`` come from :func:`~processors.aetitle.settings.parse_settings` (raises
+    ``ConfigError``). The window starts with a grace of :data:`DEFAULT_GRACE_MS` and
+    every partition caught up; the runtime sets the grace from ``processor.grace_ms`` in
+    :meth:`start` and reports every assigned partition with :meth:`partition_caught_up`.
     """
 
     name = NAME
+    settings: AeTitleSettings
 
-    def __init__(
-        self,
-        ae_title: str,
-        processor_settings: Mapping[str, Any],
-        sink: JobSink,
-        scheduler: abc.SchedulerBase,
-        *,
-        settings: AeTitleSettings | None = None,
-        grace_ms: int = DEFAULT_GRACE_MS,
-        caught_up: bool = True,
-    ) -> None:
-        super().__init__(ae_title, processor_settings, sink, scheduler)
-        if settings is None:
-            settings, warnings = parse_settings(ae_title, processor_settings)
-            for warning in warnings:
-                log.warning("%s", warning)
-        self.settings = settings
+    @classmethod
+    def parse_settings(
+        cls, ae_title: str, processor_settings: Mapping[str, Any], *, where: str | None = None
+    ) -> tuple[AeTitleSettings, list[str]]:
+        """The seed's keys (see :mod:`processors.aetitle.settings`)."""
+        return parse_settings(ae_title, processor_settings, where=where)
+
+    def setup(self) -> None:
+        """The group-key function and the session window."""
+        settings = self.settings
         self.group_by = format_tag(settings.group_by)
         self._key = group_key_fn(settings.group_by)
         self.window: SessionWindow[str, InstanceReceived, GroupInstance] = session_window(
             self._window_key,
             settings.timeout_s * 1000,
-            scheduler,
-            grace_ms=grace_ms,
-            caught_up=caught_up,
-            element_fn=to_group_instance,
-            on_open=self.hold_offset,
+            self.scheduler,
+            grace_ms=DEFAULT_GRACE_MS,
+            element_fn=GroupInstance.of,
         )
-        self._input: Subject[tuple[int, int, InstanceReceived, str]] = Subject()
+        if settings.max_age_s is not None:
+            self.window.state.max_age_ms = settings.max_age_s * 1000
+        self._input: Subject[tuple[int, int, InstanceReceived, str, int]] = Subject()
         self._subscription = self._input.pipe(self.window, ops.map(self._record)).subscribe(
-            on_next=self._publish, on_error=self._failed, scheduler=scheduler
+            on_next=self._publish, on_error=self._failed, scheduler=self.scheduler
         )
         log.info(
             "%s for %s: groupBy=%s timeout=%ss priority=%s pipelines=%s",
             NAME,
-            ae_title,
+            self.ae_title,
             self.group_by,
             settings.timeout_s,
             settings.priority,
@@ -98,10 +103,41 @@ class AeTitleJobProcessor(JobProcessor):
         settings, _ = parse_settings(ae_title, processor_settings)
         return extra_tags(settings.group_by)
 
+    @classmethod
+    def repartition_key(cls, settings: AeTitleSettings) -> Callable[[InstanceReceived], str] | None:
+        """The ``groupBy`` value when the tag is not nested in a patient (Modality,
+        StationName, ...): such groups span patients, hence partitions."""
+        if settings.group_by in NESTED_IN_PATIENT:
+            return None
+        key = group_key_fn(settings.group_by)
+        return lambda instance: key(instance) or ""
+
+    async def start(self, context: ProcessorContext) -> None:
+        """Take the process's clock: the bus's ticks (``log_clock``) or the wall clock
+        with the grace of ``processor.grace_ms``."""
+        self.window.set_grace(context.grace_ms)
+        if context.log_clock:
+            self.window.use_log_clock()
+
+    @property
+    def quiet_timeout_ms(self) -> int:
+        """``timeout`` of the processorSettings, in milliseconds."""
+        return self.settings.timeout_s * 1000
+
+    @property
+    def open_groups(self) -> int:
+        """Open windows over all partitions."""
+        return self.window.open_groups
+
     # -- input -----------------------------------------------------------------------
 
     def handle_instance(self, instance: InstanceReceived, position: InputOffset) -> None:
-        """Add the instance to its group, or reclaim it when the group key is missing."""
+        """:meth:`handle_record` at the instance's ``received_at``."""
+        self.handle_record(instance, position, instance.received_at)
+
+    def handle_record(self, instance: InstanceReceived, position: InputOffset, time: int) -> None:
+        """Add the instance to its group at ``time`` (its log time), or reclaim it when
+        the group key is missing."""
         key = self._key(instance)
         if key is None:
             self.counters.missing_key += 1
@@ -114,13 +150,40 @@ class AeTitleJobProcessor(JobProcessor):
                 self.group_by,
                 instance.sop_class_uid,
             )
-            self.remove_instances([instance], REASON_MISSING_KEY)
+            self.remove_instances([instance], REASON_MISSING_KEY, inputs=[position])
             return
-        self._input.on_next((position.partition, position.offset, instance, key))
+        self._input.on_next((position.partition, position.offset, instance, key, time))
 
     def on_covered(self, instance: InstanceReceived, position: InputOffset) -> None:
-        """A replayed input that a closed group already holds still moves the clock."""
-        self.window.advance(position.partition, instance.received_at)
+        """A replayed input that a closed group already holds still moves the clock
+        (with the log clock only ticks move it)."""
+        if not self.window.log_clock:
+            self.window.advance(position.partition, instance.received_at)
+
+    def on_watermark(self, partition: int, watermark: int) -> None:
+        """A ``clock.tick``: close the groups of ``partition`` due before it."""
+        self.window.advance(partition, watermark)
+
+    def next_due(self, partition: int) -> int | None:
+        """The earliest due time of an open group of ``partition``."""
+        return self.window.state.next_deadline(partition)
+
+    def close_requested(self, partition: int, request: GroupCloseRequested) -> str:
+        """Close the open group ``request.group_id`` now with reason ``forced``."""
+        for group in self.window.state.open_groups_of(partition):
+            if group_id(self.ae_title, partition, group.first_offset) == request.group_id:
+                at = self.window.state.clock(partition) or group.last_received_at
+                self.window.state.close(partition, group.key, REASON_FORCED, at)
+                return "closed"
+        return "unknown"
+
+    def groups(self, partitions: Iterable[int]) -> list[tuple[str, OpenGroup[str]]]:
+        """``(group id, snapshot)`` of every open group of ``partitions``."""
+        return [
+            (group_id(self.ae_title, p, g.first_offset), g)
+            for p in partitions
+            for g in self.window.state.open_groups_of(p)
+        ]
 
     def _window_key(self, instance: InstanceReceived) -> str:
         # Only used if a record arrives without its key; handle_instance passes it.
@@ -143,17 +206,16 @@ class AeTitleJobProcessor(JobProcessor):
 
     def _write(self, record: GroupClosed, superseded: tuple[GroupInstance, ...]) -> None:
         log.info(
-            "%s %s: timeout elapsed for a group by %s with %d instances (%d inputs); %d jobs",
+            "%s %s: a group by %s closed (%s) with %d instances (%d inputs); %d jobs",
             NAME,
             self.ae_title,
             self.group_by,
+            record.reason,
             len(record.instances),
             len(record.inputs),
             len(record.jobs),
         )
-        self.close_group(record)
-        if superseded:
-            self.remove_instances(superseded, REASON_DUPLICATE)
+        self.close_group(record, superseded=superseded)
 
     def _failed(self, error: Exception) -> None:
         log.error("%s %s: window failed: %s", NAME, self.ae_title, error)

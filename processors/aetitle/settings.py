@@ -32,7 +32,7 @@ DEFAULT_PRIORITY: Priority = "normal"
 DEFAULT_TIMEOUT_S = 5
 MIN_TIMEOUT_S = 5  # seed: "minimum 5 seconds"; Clara raises smaller values to 5
 PIPELINE_PREFIX = "pipeline-"
-KNOWN_KEYS = ("groupBy", "priority", "timeout")
+KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge")
 
 GROUP_NAMES = {"patient": PATIENT_ID, "study": STUDY_INSTANCE_UID, "series": SERIES_INSTANCE_UID}
 _KEYWORDS = {
@@ -58,6 +58,7 @@ class AeTitleSettings:
     timeout_s: int
     pipelines: tuple[tuple[str, str], ...]  # (pipeline name, pipeline id), config order
     group_by_keyword: str = ""  # "PatientID", "StudyInstanceUID", ... or "" for other tags
+    max_age_s: int | None = None  # a group open longer than this closes (reason max_age)
 
 
 def format_tag(tag: str) -> str:
@@ -116,6 +117,7 @@ class _Parser:
         self.group_by = DEFAULT_GROUP_BY
         self.priority: Priority = DEFAULT_PRIORITY
         self.timeout_s = DEFAULT_TIMEOUT_S
+        self.max_age_s: int | None = None
         self.pipelines: dict[str, str] = {}
         self.pipeline_keys: dict[str, str] = {}
         self.saw_pipeline_key = False
@@ -134,6 +136,8 @@ class _Parser:
             self._priority(value)
         elif key == "timeout":
             self._timeout(value)
+        elif key == "maxAge":
+            self._max_age(value)
         elif key[: len(PIPELINE_PREFIX)].lower() == PIPELINE_PREFIX:
             self._pipeline(key, value)
         else:
@@ -185,6 +189,19 @@ class _Parser:
         else:
             self.timeout_s = number
 
+    def _max_age(self, value: Any) -> None:
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and _INTEGER.fullmatch(value):
+            number = int(value)
+        if number is None or number < 1 or number > _INT32[1]:
+            self.problem(
+                "maxAge",
+                f"{show(value)} is not a whole number of seconds above 0; use e.g. 3600 "
+                "(a group open that long closes even if instances keep coming)",
+            )
+        else:
+            self.max_age_s = number
+
     def _pipeline(self, key: str, value: Any) -> None:
         self.saw_pipeline_key = True
         name = key[len(PIPELINE_PREFIX) :]
@@ -224,12 +241,13 @@ class _Parser:
             timeout_s=self.timeout_s,
             pipelines=tuple(self.pipelines.items()),
             group_by_keyword=group_by_keyword(self.group_by),
+            max_age_s=self.max_age_s,
         )
         return settings, self.warnings
 
 
 def _unknown_key(key: str) -> str:
-    allowed = "allowed: groupBy, priority, timeout and pipeline-<name> keys"
+    allowed = "allowed: groupBy, priority, timeout, maxAge and pipeline-<name> keys"
     if key == "jobRetryDelay":
         return (
             "Clara's jobRetryDelay is not used here (retries are set by submitter.max_attempts "
@@ -248,28 +266,7 @@ def _unknown_key(key: str) -> str:
     return f"unknown setting; {allowed}"
 
 
-#: groupBy tags whose groups never span two patients, so keying events by
-#: ``<called_ae>/<PatientID>`` puts every instance of a group on one partition.
+#: groupBy tags whose groups never span two patients, so keying events by the called AE
+#: title and the patient puts every instance of a group on one partition; any other tag
+#: is repartitioned (``AeTitleJobProcessor.repartition_key``).
 NESTED_IN_PATIENT = frozenset({PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
-
-
-def partitioning_problem(
-    where: str, ae_title: str, settings: AeTitleSettings, partitions: int
-) -> str | None:
-    """Why this groupBy cannot be processed exactly with ``partitions`` partitions, or None.
-
-    Events are keyed by patient, and each partition has one owner that forms groups from
-    its own partition only. A tag that is not nested in a patient (e.g. StationName) can
-    put one group's instances on several partitions, which would split it into several
-    jobs. Until a repartition topic keyed by the group key exists, such a groupBy needs a
-    single partition (DESIGN.md §3.3).
-    """
-    if settings.group_by in NESTED_IN_PATIENT or partitions <= 1:
-        return None
-    tag = f"({settings.group_by[:4]},{settings.group_by[4:]})"
-    return (
-        f"{where} ({ae_title}): processorSettings.groupBy: {tag} is not nested in a patient, "
-        f"so with kafka.partitions {partitions} one group could be split across partitions "
-        "into several jobs; set kafka.partitions: 1 (one processor owns every group) or "
-        "group by Patient, Study or Series"
-    )

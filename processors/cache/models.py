@@ -8,11 +8,11 @@ last page).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from processors.cache.rows import Overview, PatientSummary, SeriesSummary, StudySummary
+from processors.cache.rows import Counts, Overview, PatientSummary, SeriesSummary, StudySummary
 from streams.events import Priority
 
 MAX_LIMIT = 1000
@@ -75,6 +75,16 @@ class _Counted(BaseModel):
     last_received_at: datetime
 
 
+def _counted(counts: Counts) -> dict[str, Any]:
+    """The :class:`_Counted` fields of the store's aggregates."""
+    return {
+        "instances": counts.instances,
+        "size_bytes": counts.size,
+        "first_received_at": to_time(counts.first_received_at),
+        "last_received_at": to_time(counts.last_received_at),
+    }
+
+
 class PatientOut(_Counted):
     """A patient with cached instances."""
 
@@ -86,13 +96,7 @@ class PatientOut(_Counted):
     def of(cls, p: PatientSummary) -> PatientOut:
         """From the store's row."""
         return cls(
-            patient_id=p.patient_id,
-            studies=p.studies,
-            series=p.series,
-            instances=p.instances,
-            size_bytes=p.size,
-            first_received_at=to_time(p.first_received_at),
-            last_received_at=to_time(p.last_received_at),
+            patient_id=p.patient_id, studies=p.studies, series=p.series, **_counted(p.counts)
         )
 
 
@@ -110,10 +114,7 @@ class StudyOut(_Counted):
             study_instance_uid=s.study_instance_uid,
             patient_id=s.patient_id,
             series=s.series,
-            instances=s.instances,
-            size_bytes=s.size,
-            first_received_at=to_time(s.first_received_at),
-            last_received_at=to_time(s.last_received_at),
+            **_counted(s.counts),
         )
 
 
@@ -131,10 +132,7 @@ class SeriesOut(_Counted):
             series_instance_uid=s.series_instance_uid,
             study_instance_uid=s.study_instance_uid,
             patient_id=s.patient_id,
-            instances=s.instances,
-            size_bytes=s.size,
-            first_received_at=to_time(s.first_received_at),
-            last_received_at=to_time(s.last_received_at),
+            **_counted(s.counts),
         )
 
 

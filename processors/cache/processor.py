@@ -25,9 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from reactivex import abc
-
-from processors.base import DurableJobSink, JobProcessor, JobSink, ProcessorContext
+from processors.base import JobProcessor
 from processors.cache.rebuild import rebuild
 from processors.cache.requests import (
     ClaimedError,
@@ -44,6 +42,7 @@ from processors.cache.rows import CachedInstance
 from processors.cache.schema import database_path
 from processors.cache.settings import CacheSettings, parse_cache_settings
 from processors.cache.store import JOB, REMOVAL, CacheStore, ClaimConflictError
+from processors.contracts import REASON_DUPLICATE, DurableJobSink, ProcessorContext
 from processors.jobnames import fix_job_name, job_id, job_name
 from processors.reclaim import removal_request
 from streams.events import (
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "Cache Processor"
-REASON_DUPLICATE = "duplicate"
 REASON_RELEASED = "cache-released"
 STUDY_TAG = "(0020,000D)"
 #: Released rows are kept this long so a replay of their inputs cannot list them again.
@@ -73,38 +71,29 @@ RELEASED_RETENTION_MS = 7 * 24 * 3600 * 1000
 class CacheProcessor(JobProcessor):
     """Caches an AE title's instances in SQLite; jobs are composed over its REST API.
 
-    ``store`` defaults to ``<storage>/.cache/<AE>.sqlite3``, opened by :meth:`start`
-    (pass one to use the processor without a runtime, e.g. in tests).
+    The store is ``<storage>/.cache/<AE>.sqlite3``, opened by :meth:`start`; to use the
+    processor without a runtime (tests), give it one with :meth:`use_store`.
     """
 
     name = NAME
+    settings: CacheSettings
 
-    def __init__(
-        self,
-        ae_title: str,
-        processor_settings: Mapping[str, Any],
-        sink: JobSink,
-        scheduler: abc.SchedulerBase,
-        *,
-        settings: CacheSettings | None = None,
-        store: CacheStore | None = None,
-    ) -> None:
-        super().__init__(ae_title, processor_settings, sink, scheduler)
-        if settings is None:
-            settings, warnings = parse_cache_settings(ae_title, processor_settings)
-            for warning in warnings:
-                log.warning("%s", warning)
-        self.settings = settings
-        self._store = store
+    @classmethod
+    def parse_settings(
+        cls, ae_title: str, processor_settings: Mapping[str, Any], *, where: str | None = None
+    ) -> tuple[CacheSettings, list[str]]:
+        """``priority`` and ``pipeline-<name>`` keys (see :mod:`processors.cache.settings`)."""
+        return parse_cache_settings(ae_title, processor_settings, where=where)
+
+    def setup(self) -> None:
+        """No store yet: :meth:`start` opens it."""
+        self._store: CacheStore | None = None
         self.adapter_id = ""
         self._inflight: set[str] = set()  # claims whose ledger write is being awaited
 
-    @classmethod
-    def validate_settings(
-        cls, ae_title: str, processor_settings: Mapping[str, Any], *, where: str | None = None
-    ) -> list[str]:
-        """``priority`` and ``pipeline-<name>`` keys (see :mod:`processors.cache.settings`)."""
-        return parse_cache_settings(ae_title, processor_settings, where=where)[1]
+    def use_store(self, store: CacheStore) -> None:
+        """Use ``store`` instead of opening one in :meth:`start`."""
+        self._store = store
 
     @classmethod
     def api_router(cls, processors: Mapping[str, JobProcessor]) -> APIRouter | None:
@@ -135,11 +124,11 @@ class CacheProcessor(JobProcessor):
             self._store = CacheStore(database_path(context.storage, self.ae_title))
         store = self._store
         if not store.ready:
-            if context.bootstrap_servers and context.instances_topic and context.jobs_topic:
+            if context.kafka and context.instances_topic and context.jobs_topic:
                 result = await rebuild(
                     store,
                     self.ae_title,
-                    bootstrap_servers=context.bootstrap_servers,
+                    kafka=context.kafka,
                     instances_topic=context.instances_topic,
                     jobs_topic=context.jobs_topic,
                     now_ms=self.now_ms(),

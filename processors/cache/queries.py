@@ -14,6 +14,7 @@ import orjson
 
 from processors.cache.rows import (
     CachedInstance,
+    Counts,
     Overview,
     Page,
     PatientSummary,
@@ -24,6 +25,7 @@ from processors.cache.rows import (
 from streams.events import InputOffset, InstanceReceived
 
 _CACHED = "state = 'cached'"
+#: The columns of :class:`~processors.cache.rows.Counts`, last in every summary query.
 _TIMES = "COUNT(*), COALESCE(SUM(size), 0), MIN(received_at), MAX(received_at)"
 INSTANCE_COLUMNS = (
     "called_ae, calling_ae, calling_host, association_id, sop_class_uid, sop_instance_uid, "
@@ -42,6 +44,11 @@ def overview(conn: sqlite3.Connection) -> Overview:
     return Overview(*(int(v) for v in row))
 
 
+def _counted(row: Sequence[Any]) -> tuple[Any, Any, Any, Counts]:
+    """A summary row: three identifying columns, then the :data:`_TIMES` aggregates."""
+    return row[0], row[1], row[2], Counts(*row[3:])
+
+
 def patients(conn: sqlite3.Connection, limit: int, offset: int) -> Page[PatientSummary]:
     """Cached patients by PatientID."""
     rows = conn.execute(
@@ -53,7 +60,7 @@ def patients(conn: sqlite3.Connection, limit: int, offset: int) -> Page[PatientS
     (total,) = conn.execute(
         f"SELECT COUNT(DISTINCT patient_id) FROM instances WHERE {_CACHED}"
     ).fetchone()
-    return Page(tuple(PatientSummary(*r) for r in rows), int(total))
+    return Page(tuple(PatientSummary(*_counted(r)) for r in rows), int(total))
 
 
 def studies(
@@ -70,7 +77,7 @@ def studies(
     (total,) = conn.execute(
         f"SELECT COUNT(DISTINCT study_instance_uid) FROM instances WHERE {where}", args
     ).fetchone()
-    return Page(tuple(StudySummary(*r) for r in rows), int(total))
+    return Page(tuple(StudySummary(*_counted(r)) for r in rows), int(total))
 
 
 def series(
@@ -102,7 +109,7 @@ def studies_by_uid(conn: sqlite3.Connection, uids: Sequence[str]) -> list[StudyS
         "GROUP BY study_instance_uid ORDER BY study_instance_uid",
         tuple(uids),
     ).fetchall()
-    return [StudySummary(*r) for r in rows]
+    return [StudySummary(*_counted(r)) for r in rows]
 
 
 def cached_instances(conn: sqlite3.Connection, study_uids: Sequence[str]) -> list[CachedInstance]:
@@ -153,7 +160,7 @@ def _series(
     (total,) = conn.execute(
         f"SELECT COUNT(DISTINCT series_instance_uid) FROM instances WHERE {where}", args
     ).fetchone()
-    return Page(tuple(SeriesSummary(*r) for r in rows), int(total))
+    return Page(tuple(SeriesSummary(*_counted(r)) for r in rows), int(total))
 
 
 def _filter(column: str, value: str | None) -> tuple[str, tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""Rebuild a lost (or half-built) cache database from the topics (thin aiokafka shell).
+"""Rebuild a lost (or half-built) cache database from the topics (thin shell on the reader).
 
 The topics are the source of truth (DESIGN.md §1), so the cache can be recovered:
 
@@ -17,19 +17,16 @@ least as long as instances may stay cached.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 
 from processors.cache.store import CacheStore
-from streams.errors import BrokerError
-from streams.events import Envelope, EventDecodeError, GroupClosed, InputOffset, InstanceReceived
-from streams.events import decode as decode_event
-from streams.kafka import partition_counts
+from streams.events import Envelope, GroupClosed, InputOffset, InstanceReceived
+from streams.kafka import Connection, LogReader
+from streams.kafka.reader import BEGINNING
 from streams.storage import uri_to_path
 
 log = logging.getLogger(__name__)
@@ -58,11 +55,10 @@ async def rebuild(
     store: CacheStore,
     ae_title: str,
     *,
-    bootstrap_servers: str,
+    kafka: Connection,
     instances_topic: str,
     jobs_topic: str,
     now_ms: int,
-    timeout_ms: int = 500,
 ) -> RebuildResult:
     """Fill ``store`` with ``ae_title``'s instances from the topics; see the module doc."""
     consumed: set[tuple[int, int]] = set()
@@ -72,7 +68,7 @@ async def rebuild(
         if isinstance(data, GroupClosed) and data.ae_title == ae_title:
             consumed.update((i.partition, i.offset) for i in data.inputs)
 
-    await scan_topic(bootstrap_servers, jobs_topic, on_job_event, timeout_ms=timeout_ms)
+    await scan_topic(kafka, jobs_topic, on_job_event)
     batch: list[tuple[InstanceReceived, InputOffset, str | None]] = []
     counts = {"cached": 0, "released": 0, "missing": 0}
 
@@ -94,18 +90,17 @@ async def rebuild(
             store.add_many(batch, now_ms)
             batch.clear()
 
-    await scan_topic(bootstrap_servers, instances_topic, on_instance, timeout_ms=timeout_ms)
+    await scan_topic(kafka, instances_topic, on_instance)
     if batch:
         store.add_many(batch, now_ms)
     return RebuildResult(counts["cached"], counts["released"], counts["missing"])
 
 
 async def scan_topic(
-    bootstrap_servers: str,
+    kafka: Connection,
     topic: str,
     on_event: Callable[[int, int, Envelope], None],
     *,
-    timeout_ms: int = 500,
     stall_s: float = 60.0,
 ) -> int:
     """Call ``on_event(partition, offset, envelope)`` for every decodable record of
@@ -114,63 +109,17 @@ async def scan_topic(
     No consumer group, no commits. A missing topic has nothing to read. Raises
     :class:`BrokerError` when Kafka cannot be reached or nothing arrives for ``stall_s``.
     """
-    count = (await partition_counts(bootstrap_servers, [topic])).get(topic, 0)
-    if not count:
-        log.info("cache rebuild: topic %s does not exist yet; nothing to read", topic)
-        return 0
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    try:
-        await consumer.start()
-    except KafkaError as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
     read = 0
-    try:
-        tps = [TopicPartition(topic, p) for p in range(count)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        loop = asyncio.get_running_loop()
-        progress = loop.time()
-        while pending:
-            if loop.time() - progress > stall_s:
-                raise BrokerError(
-                    f"reading {topic} to rebuild the cache stalled for {stall_s:g} s "
-                    f"({read} records read); check the broker and restart"
-                )
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-            if not pending:
-                break
-            batch = await consumer.getmany(*pending, timeout_ms=timeout_ms, max_records=5000)
-            for tp, records in batch.items():
-                progress = loop.time()
-                for rec in records:
-                    if rec.offset >= ends[tp]:
-                        continue
-                    try:
-                        env = decode_event(rec.value or b"")
-                    except EventDecodeError as exc:
-                        log.warning(
-                            "cache rebuild: skipping %s[%d]@%d: %s",
-                            topic,
-                            tp.partition,
-                            rec.offset,
-                            exc,
-                        )
-                        continue
-                    on_event(tp.partition, rec.offset, env)
-                    read += 1
-    except KafkaError as exc:
-        raise BrokerError(f"reading {topic} to rebuild the cache failed: {exc}") from exc
-    finally:
-        await consumer.stop()
+    async with LogReader(kafka, client_id="dicom-adapter-cache-rebuild") as reader:
+        partitions = await reader.partitions(topic)
+        if not partitions:
+            log.info("cache rebuild: topic %s does not exist yet; nothing to read", topic)
+            return 0
+        starts = {TopicPartition(topic, p): BEGINNING for p in partitions}
+        async for batch in reader.batches(starts, stall_s=stall_s):
+            for record in batch:
+                on_event(record.partition, record.offset, record.envelope)
+            read += len(batch)
     return read
 
 

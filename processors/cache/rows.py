@@ -31,42 +31,43 @@ class Overview:
 
 
 @dataclass(frozen=True, slots=True)
+class Counts:
+    """The aggregates of a set of cached instances; times are epoch ms."""
+
+    instances: int
+    size: int
+    first_received_at: int
+    last_received_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class PatientSummary:
-    """One patient's cached instances, counted; times are epoch ms."""
+    """One patient's cached instances, counted."""
 
     patient_id: str
     studies: int
     series: int
-    instances: int
-    size: int
-    first_received_at: int
-    last_received_at: int
+    counts: Counts
 
 
 @dataclass(frozen=True, slots=True)
 class StudySummary:
-    """One study's cached instances, counted; times are epoch ms."""
+    """One study's cached instances, counted."""
 
     study_instance_uid: str
     patient_id: str
     series: int
-    instances: int
-    size: int
-    first_received_at: int
-    last_received_at: int
+    counts: Counts
 
 
 @dataclass(frozen=True, slots=True)
 class SeriesSummary:
-    """One series' cached instances, counted; times are epoch ms."""
+    """One series' cached instances, counted."""
 
     series_instance_uid: str
     study_instance_uid: str
     patient_id: str
-    instances: int
-    size: int
-    first_received_at: int
-    last_received_at: int
+    counts: Counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,10 @@ from streams.broker import (
     kafka_libs_dir,
     select_embedded_broker,
 )
+from streams.broker.secure import grant
+from streams.config import KafkaConfig
 from streams.errors import UsageError
+from streams.kafka.acls import ROLES, role_acls
 
 _VERSION_HELP = "Apache Kafka version (default: %(default)s)"
 
@@ -76,6 +79,20 @@ def register(subparsers: Any) -> None:
     )
     start.add_argument("--version", default=KAFKA_VERSION, help=_VERSION_HELP)
     start.add_argument("--heap", default="512m", help="JVM heap for Kafka (default: %(default)s)")
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        help=(
+            "Apache Kafka with TLS and SCRAM-SHA-512 only: a local CA, users admin (super "
+            "user), scp, process, submit and cli with the ACLs of docs/security.md "
+            "(for tests and labs)"
+        ),
+    )
+    start.add_argument(
+        "--topic-prefix",
+        default="dicom",
+        help="with --secure: the topic prefix the role users get ACLs for (default: %(default)s)",
+    )
     start.set_defaults(handler=run_start)
 
 
@@ -101,6 +118,8 @@ def run_start(args: argparse.Namespace) -> int:
         raise UsageError(f"--port {args.port} is not a TCP port (1-65535)")
     if args.data is not None and args.data.exists() and not args.data.is_dir():
         raise UsageError(f"--data {args.data} is a file; give a folder")
+    if args.secure and args.kind == "tansu":
+        raise UsageError("--secure needs Apache Kafka (--kind kafka), Tansu has no TLS or SASL")
     if args.data is not None:
         return asyncio.run(_serve(args, args.data.resolve(), temporary=False))
     with tempfile.TemporaryDirectory(prefix="dicom-adapter-broker-") as tmp:
@@ -108,8 +127,10 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def _broker(args: argparse.Namespace, data: Path) -> LocalBroker:
-    if args.kind == "kafka":
-        return KafkaBroker(data, port=args.port, version=args.version, heap=args.heap)
+    if args.kind == "kafka" or args.secure:
+        return KafkaBroker(
+            data, port=args.port, version=args.version, heap=args.heap, secure=args.secure
+        )
     if args.kind == "tansu":
         return TansuBroker(data, port=args.port)
     broker = select_embedded_broker(data, args.port, version=args.version)
@@ -129,6 +150,18 @@ async def _serve(args: argparse.Namespace, data: Path, *, temporary: bool) -> in
         print(f"bootstrap: {broker.bootstrap_servers}")
         print(f"broker: {broker.description}")
         print(f"data: {data}" + (" (temporary, removed on exit)" if temporary else ""))
+        if isinstance(broker, KafkaBroker) and broker.security is not None:
+            security = broker.security
+            kafka = KafkaConfig(topic_prefix=args.topic_prefix)
+            for role in ROLES:
+                await grant(
+                    security.connection(broker.bootstrap_servers), role, role_acls(role, kafka)
+                )
+            print(f"security: SASL_SSL, SCRAM-SHA-512; CA certificate {security.ca}")
+            print(
+                f"users: {security.folder / 'users.json'} (admin: super user; "
+                f"{', '.join(ROLES)}: the ACLs of their role for prefix {args.topic_prefix})"
+            )
         sys.stdout.flush()
         print("dicom-adapter: broker running; Ctrl-C stops it", file=sys.stderr)
         exited = asyncio.create_task(broker.wait())

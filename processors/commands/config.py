@@ -8,16 +8,22 @@ exits 0.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from processors.aetitle.settings import AeTitleSettings, format_tag
+from aiokafka.errors import KafkaError
+
+from processors.aetitle.settings import NESTED_IN_PATIENT, AeTitleSettings, format_tag
+from processors.commands.buscheck import bus_lines, read_bus
 from processors.config_check import CheckedConfig, check_config
-from streams.config import ENV_PREFIX, KAFKA_ENV, AdapterConfig, mask_url
-from streams.errors import ConfigError
+from streams.config import ENV_PREFIX, KAFKA_ENV, AdapterConfig, DicomDestination, mask_url
+from streams.config.exposure import exposures, refusals
+from streams.errors import BrokerError, ConfigError, UsageError
+from streams.kafka import KafkaConnection, rekeyed_topic
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +50,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help=f"ignore {ENV_PREFIX}* and {KAFKA_ENV} variables: check the file alone",
     )
+    check.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        nargs="?",
+        const="",
+        help=(
+            "also ask the bus (at HOST:PORT, default the config's Kafka) which AE titles have "
+            "instances and whether a processor serves each"
+        ),
+    )
     check.set_defaults(handler=run_check)
 
 
@@ -56,9 +72,38 @@ def run_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"config: {problem}", file=sys.stderr)
         return exc.exit_code
+    refused = refusals(checked.config)
+    if refused:
+        for problem in refused:
+            print(f"config: {problem}", file=sys.stderr)
+        return ConfigError(refused).exit_code
     for line in summary(checked, args.file):
         print(line)
     for warning in _warnings(checked):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.kafka is not None:
+        return _check_bus(checked.config, args.kafka)
+    return 0
+
+
+def _check_bus(config: AdapterConfig, address: str) -> int:
+    bootstrap = address or config.kafka.bootstrap_servers
+    if not bootstrap:
+        raise UsageError(
+            "config check --kafka: no Kafka address; give one (--kafka HOST:PORT) or set "
+            f"kafka.bootstrap_servers (or {KAFKA_ENV})"
+        )
+    kafka = KafkaConnection.of(config.kafka.model_copy(update={"bootstrap_servers": bootstrap}))
+    try:
+        view = asyncio.run(read_bus(kafka, config.kafka.topic_prefix))
+    except (KafkaError, BrokerError) as exc:
+        raise BrokerError(
+            f"config check --kafka: cannot read the bus at {bootstrap}: {exc}"
+        ) from None
+    lines = bus_lines(view, tuple(ae.ae_title for ae in config.scp.ae_titles))
+    for line in lines["bus"]:
+        print(f"bus: {line}")
+    for warning in lines["warning"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
@@ -76,11 +121,19 @@ def summary(checked: CheckedConfig, path: Path) -> Iterator[str]:
         if scp.reject_unknown_sources
         else "any calling AE accepted"
     )
-    yield f"scp: {scp.host}:{scp.port} (max {scp.max_associations} associations; {senders})"
+    listeners = [f"{scp.host}:{scp.port}"] if scp.port is not None else []
+    if scp.tls is not None:
+        listeners.append(
+            f"TLS {scp.host}:{scp.tls.port} (client certificates {scp.tls.verify_clients})"
+        )
+    yield (f"scp: {', '.join(listeners)} (max {scp.max_associations} associations; {senders})")
     submitter = config.submitter
     target = mask_url(submitter.url or "") if submitter.kind == "http" else config.kafka.jobs_topic
     yield f"submitter: {submitter.kind} -> {target} (max {submitter.max_attempts} attempts)"
-    yield f"http: {config.http.host}:{config.http.port}" if config.http.port else "http: disabled"
+    yield _http(config)
+    yield from _export(config)
+    for exposure in exposures(config):
+        yield f"open: {exposure}"
     for entry in scp.ae_titles:
         settings = checked.settings.get(entry.ae_title)
         if settings is None:
@@ -88,26 +141,64 @@ def summary(checked: CheckedConfig, path: Path) -> Iterator[str]:
             where = f" ({cls.__module__}.{cls.__qualname__})" if cls is not None else ""
             yield f"AE title {entry.ae_title}: processor {entry.processor}{where}"
             continue
-        yield from _aetitle(entry.ae_title, entry.processor, settings)
+        yield from _aetitle(entry.ae_title, entry.processor, settings, config.kafka.topic_prefix)
 
 
-def _aetitle(ae_title: str, processor: str, settings: AeTitleSettings) -> Iterator[str]:
+def _aetitle(
+    ae_title: str, processor: str, settings: AeTitleSettings, prefix: str
+) -> Iterator[str]:
     keyword = f" {settings.group_by_keyword}" if settings.group_by_keyword else ""
     yield (
         f"AE title {ae_title}: processor {processor}, groupBy {format_tag(settings.group_by)}"
         f"{keyword}, priority {settings.priority}, timeout {settings.timeout_s} s"
     )
+    if settings.group_by not in NESTED_IN_PATIENT:
+        yield (f"  groups span patients: repartitioned through {rekeyed_topic(prefix, ae_title)}")
     for name, pipeline_id in settings.pipelines:
         yield f"  pipeline {name}: {pipeline_id}"
+
+
+def _export(config: AdapterConfig) -> Iterator[str]:
+    export = config.export
+    if not export.destinations:
+        yield "export: no destinations (export.destinations is empty; requests are refused)"
+        return
+    yield (
+        f"export: {len(export.destinations)} destination(s), max {export.max_attempts} "
+        f"attempts, batches of {export.batch_size}"
+    )
+    for d in export.destinations:
+        if isinstance(d, DicomDestination):
+            yield (
+                f"  destination {d.name}: C-STORE to {d.ae_title}@{d.host}:{d.port} "
+                f"as {config.calling_ae(d)}"
+            )
+        else:
+            yield f"  destination {d.name}: STOW-RS to {mask_url(d.url)} (auth {d.auth.kind})"
 
 
 def _kafka(config: AdapterConfig) -> str:
     kafka = config.kafka
     broker = kafka.bootstrap_servers or "embedded broker (kafka.bootstrap_servers not set)"
+    security = kafka.security
+    login = f", {security.sasl_mechanism} as {security.username}" if security.username else ""
     return (
-        f"{broker}; topics {kafka.instances_topic}, {kafka.jobs_topic}; "
-        f"{kafka.partitions} partitions, replication {kafka.replication_factor}"
+        f"{broker} ({security.protocol}{login}); topics {kafka.instances_topic}, "
+        f"{kafka.jobs_topic}; {kafka.partitions} partitions, replication "
+        f"{kafka.replication_factor}"
     )
+
+
+def _http(config: AdapterConfig) -> str:
+    http = config.http
+    if not http.port:
+        return "http: disabled"
+    scheme = "https" if http.tls is not None else "http"
+    ways = [f"{len(http.auth.tokens)} token(s)"] if http.auth.tokens else []
+    if http.tls is not None and http.tls.verify_clients != "none":
+        ways.append("client certificates")
+    auth = " or ".join(ways) if ways else "no credentials: the API refuses every call"
+    return f"http: {scheme}://{http.host}:{http.port} (API: {auth})"
 
 
 def _warnings(checked: CheckedConfig) -> Iterator[str]:

@@ -1,8 +1,8 @@
 """``dicom-adapter events`` — print events from the adapter's topics, one per line.
 
-The auditor's tool (DESIGN.md §3.1). It reads with a group-less consumer (manual
-partition assignment), so it never joins, rebalances or commits any consumer group.
-Without ``--follow`` it stops at the end offsets it saw when it started.
+The auditor's tool (DESIGN.md §3.1). It reads with :class:`streams.kafka.LogReader` (no
+consumer group), so it never joins, rebalances or commits any consumer group. Without
+``--follow`` it stops at the end offsets it saw when it started.
 """
 
 from __future__ import annotations
@@ -17,46 +17,48 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 
-from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
+from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_kafka
+from processors.commands.redact import redact_envelope
 from streams.errors import BrokerError
 from streams.events import (
     Envelope,
     EventDecodeError,
+    ExportCompleted,
+    ExportFailed,
+    ExportProgress,
+    ExportRequested,
     GroupClosed,
     InstanceReceived,
     InstancesRemoved,
     JobFailed,
     JobSubmitted,
-    decode,
     to_dict,
 )
-from streams.kafka import partition_counts, topic_names
+from streams.kafka import END, Connection, KafkaConnection, LogReader, topic_names
+from streams.kafka.reader import BEGINNING, Position
 
 log = logging.getLogger(__name__)
-
-_POLL_MS = 500
 
 
 def register(subparsers: Any) -> None:
     """Add ``events`` to the CLI."""
     parser = subparsers.add_parser(
         "events",
-        help="print events (instances and jobs topics), one per line",
+        help="print events (instances, jobs and exports topics), one per line",
         description=(
             "Print the adapter's events one per line: time, position, type and short "
-            "fields (no patient data), or the whole envelope with --json. Reads without "
-            "a consumer group, so it never disturbs the processors."
+            "fields (no patient data), or the whole envelope with --json (patient "
+            "identifiers hidden unless --show-phi). Reads without a consumer group, so it "
+            "never disturbs the processors."
         ),
     )
     add_kafka_arguments(parser)
     parser.add_argument(
         "--topic",
-        choices=["instances", "jobs"],
-        help="which topic (default: both)",
+        choices=["instances", "jobs", "exports", "sources"],
+        help="which topic (default: instances, jobs and exports; sources: heartbeats)",
     )
     parser.add_argument(
         "--from-beginning", action="store_true", help="start at the oldest event kept"
@@ -65,24 +67,30 @@ def register(subparsers: Any) -> None:
         "--follow", action="store_true", help="keep printing new events until Ctrl-C"
     )
     parser.add_argument("--json", action="store_true", help="print each envelope as JSON")
+    parser.add_argument(
+        "--show-phi",
+        action="store_true",
+        help="with --json: show patient identifiers (patient_id, tags, group keys)",
+    )
     parser.set_defaults(handler=run_events)
 
 
 def run_events(args: argparse.Namespace) -> int:
     """Handler of ``events``; returns the exit code."""
-    config = load_settings(args)
-    bootstrap = resolve_bootstrap(args, config)
+    config = resolve_kafka(args, load_settings(args))
     names = topic_names(config.kafka.topic_prefix)
-    topics = [names.instances, names.jobs]
-    if args.topic == "instances":
-        topics = [names.instances]
-    elif args.topic == "jobs":
-        topics = [names.jobs]
-    render = _json_line if args.json else human_line
+    # Heartbeats and ticks only when asked for: they would drown the events.
+    default = [names.instances, names.jobs, names.exports]
+    topics = [getattr(names, args.topic)] if args.topic else default
+    render = human_line
+    if args.json:
+        render = _json_line if args.show_phi else _redacted_json_line
+    kafka = KafkaConnection.of(config.kafka)
+    asyncio.run(kafka.check_credentials())
     try:
         return asyncio.run(
             print_events(
-                bootstrap,
+                kafka,
                 topics,
                 from_beginning=args.from_beginning,
                 follow=args.follow,
@@ -98,7 +106,7 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 async def print_events(
-    bootstrap: str,
+    kafka: Connection,
     topics: Iterable[str],
     *,
     from_beginning: bool,
@@ -106,81 +114,43 @@ async def print_events(
     render: Callable[[str, int, int, Envelope], str],
     out: TextIO,
 ) -> int:
-    """Print the events of ``topics``; returns the exit code (1 if no topic exists)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="dicom-adapter-events",
-        fetch_max_wait_ms=200,
-    )
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        await consumer.stop()
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    try:
-        tps = await _partitions(bootstrap, list(topics))
-        if not tps:
+    """Print the events of ``topics``; returns the exit code."""
+    async with LogReader(kafka, client_id="dicom-adapter-events") as reader:
+        starts: dict[TopicPartition, Position] = {}
+        missing: list[str] = []
+        for topic in topics:
+            partitions = await reader.partitions(topic)
+            if not partitions:
+                missing.append(topic)
+            for p in partitions:
+                starts[TopicPartition(topic, p)] = BEGINNING if from_beginning else END
+        if not starts:
             raise BrokerError(
-                f"none of the topics {', '.join(topics)} exist at {bootstrap}; "
+                f"none of the topics {', '.join(topics)} exist at {kafka}; "
                 "check --kafka and kafka.topic_prefix"
             )
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
-        ends: dict[TopicPartition, int] = {}
-        if not follow:
-            ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if follow or await consumer.position(tp) < ends[tp]}
-        while follow or remaining:
-            batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=1000)
-            lines: list[str] = []
-            for tp, messages in batch.items():
-                for msg in messages:
-                    if not follow and msg.offset >= ends[tp]:
-                        continue
-                    line = _render(render, tp, msg)
-                    if line is not None:
-                        lines.append(line)
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                out.flush()
-            if not follow:
-                remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        return 0
-    finally:
-        await consumer.stop()
+        for topic in missing:
+            print(f"dicom-adapter: warning: no topic {topic} (yet)", file=sys.stderr)
+        async for batch in reader.batches(starts, follow=follow, on_undecodable=_not_an_event):
+            lines = [render(r.topic, r.partition, r.offset, r.envelope) for r in batch]
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+    return 0
 
 
-async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
-    counts = await partition_counts(bootstrap, topics)
-    if counts:
-        for topic in topics:
-            if topic not in counts:
-                print(f"dicom-adapter: warning: no topic {topic} (yet)", file=sys.stderr)
-    return [TopicPartition(topic, p) for topic in topics for p in range(counts.get(topic, 0))]
-
-
-def _render(
-    render: Callable[[str, int, int, Envelope], str], tp: TopicPartition, msg: Any
-) -> str | None:
-    try:
-        env = decode(msg.value if msg.value is not None else b"")
-    except EventDecodeError as exc:
-        print(
-            f"dicom-adapter: warning: {tp.topic}[{tp.partition}]@{msg.offset} is not an event "
-            f"({exc})",
-            file=sys.stderr,
-        )
-        return None
-    return render(tp.topic, tp.partition, msg.offset, env)
+def _not_an_event(tp: TopicPartition, offset: int, exc: EventDecodeError) -> None:
+    print(
+        f"dicom-adapter: warning: {tp.topic}[{tp.partition}]@{offset} is not an event ({exc})",
+        file=sys.stderr,
+    )
 
 
 def _json_line(topic: str, partition: int, offset: int, env: Envelope) -> str:
     return orjson.dumps(to_dict(env)).decode()
+
+
+def _redacted_json_line(topic: str, partition: int, offset: int, env: Envelope) -> str:
+    return orjson.dumps(redact_envelope(to_dict(env))).decode()
 
 
 def _when(epoch_ms: int) -> str:
@@ -236,4 +206,22 @@ def short_fields(env: Envelope) -> list[tuple[str, object]]:
             ("reason", data.reason),
             ("bytes", data.bytes_freed),
         ]
+    if isinstance(data, ExportRequested):
+        return [
+            ("request", data.request_id),
+            ("to", ",".join(data.destinations)),
+            ("files", len(data.files)),
+            ("job", data.job_id or "-"),
+        ]
+    if isinstance(data, ExportProgress | ExportCompleted | ExportFailed):
+        sent = sum(1 for i in data.instances if i.status == "sent")
+        out: list[tuple[str, object]] = [
+            ("request", data.request_id),
+            ("to", data.destination),
+            ("attempt", data.attempt),
+            ("sent", sent),
+        ]
+        if isinstance(data, ExportFailed):
+            out.append(("will_retry", "yes" if data.will_retry else "no"))
+        return out
     return []

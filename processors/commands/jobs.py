@@ -15,16 +15,17 @@ import getpass
 import socket
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 import orjson
 
-from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
-from processors.ledgerio import replay
-from processors.submit.state import JobLedger, JobState, fold
+from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_kafka
+from processors.commands.redact import redact_data
+from processors.submit.state import HistoryEntry, JobLedger, JobState, fold
 from streams.errors import UsageError
 from streams.events import JobRetryRequested, envelope
-from streams.kafka import EventPublisher, topic_names
+from streams.kafka import Connection, EventPublisher, KafkaConnection, read_topic, topic_names
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +52,11 @@ def register(subparsers: Any) -> None:
         help="list only jobs in this state",
     )
     parser.add_argument("--reason", default="", help="retry: why, for the audit trail")
+    parser.add_argument(
+        "--show-phi",
+        action="store_true",
+        help="with --json: show patient identifiers (group keys of patient-level groups)",
+    )
     parser.set_defaults(handler=run_jobs)
 
 
@@ -60,19 +66,20 @@ def run_jobs(args: argparse.Namespace) -> int:
         raise UsageError(f"jobs {args.action} needs a JOB_ID (see 'dicom-adapter jobs list')")
     if args.action == "list" and args.job_id:
         raise UsageError(f"jobs list takes no JOB_ID; use 'dicom-adapter jobs show {args.job_id}'")
-    config = load_settings(args)
-    bootstrap = resolve_bootstrap(args, config)
+    config = resolve_kafka(args, load_settings(args))
+    kafka = KafkaConnection.of(config.kafka)
+    asyncio.run(kafka.check_credentials())
     topic = topic_names(config.kafka.topic_prefix).jobs
-    ledger = asyncio.run(load_ledger(bootstrap, topic))
+    ledger = asyncio.run(load_ledger(kafka, topic))
     out = sys.stdout
     if args.action == "list":
-        print_list(ledger, out, as_json=args.json, state=args.state)
+        print_list(ledger, out, as_json=args.json, state=args.state, show_phi=args.show_phi)
         return 0
     job = ledger.get(args.job_id)
     if job is None:
         raise UsageError(f"no job {args.job_id} in {topic}; see 'dicom-adapter jobs list'")
     if args.action == "show":
-        print_job(job, out, as_json=args.json)
+        print_job(job, out, as_json=args.json, show_phi=args.show_phi)
         return 0
     if job.status != "dead":
         raise UsageError(
@@ -80,7 +87,7 @@ def run_jobs(args: argparse.Namespace) -> int:
             "jobs can be retried"
         )
     who = f"{getpass.getuser()}@{socket.gethostname()}"
-    asyncio.run(request_retry(bootstrap, topic, job, requested_by=who, reason=args.reason))
+    asyncio.run(request_retry(kafka, topic, job, requested_by=who, reason=args.reason))
     print(
         f"retry requested for job {job.job_id} (attempts so far: {job.attempts}); the "
         "submitter picks it up — follow it with 'dicom-adapter jobs show "
@@ -90,19 +97,19 @@ def run_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-async def load_ledger(bootstrap: str, topic: str) -> JobLedger:
-    """Replay ``topic`` and fold it."""
-    records = await replay(bootstrap, topic)
-    return fold((r.key, r.envelope) for r in records)
+async def load_ledger(kafka: Connection, topic: str) -> JobLedger:
+    """Read ``topic`` from the beginning and fold it."""
+    records = await read_topic(kafka, topic)
+    return fold((r.key or "", r.envelope) for r in records)
 
 
 async def request_retry(
-    bootstrap: str, topic: str, job: JobState, *, requested_by: str, reason: str = ""
+    kafka: Connection, topic: str, job: JobState, *, requested_by: str, reason: str = ""
 ) -> None:
     """Write ``job.retry_requested`` with the job's key (acks=all)."""
     record = JobRetryRequested(job.job_id, requested_by=requested_by, reason=reason)
     env = envelope(record, source="dicom-adapter-jobs", time_ms=int(time.time() * 1000))
-    async with EventPublisher(bootstrap, client_id="dicom-adapter-jobs") as publisher:
+    async with EventPublisher(kafka, client_id="dicom-adapter-jobs") as publisher:
         await publisher.publish(topic, job.key, env)
 
 
@@ -163,24 +170,33 @@ def detail(job: JobState) -> dict[str, Any]:
 _COLUMNS = ("JOB ID", "STATE", "PRIORITY", "ATT", "AE", "PIPELINE", "QUEUED", "DONE", "WAIT")
 
 
-def print_list(ledger: JobLedger, out: TextIO, *, as_json: bool, state: str | None) -> None:
-    """All jobs, oldest first; human columns carry no patient data."""
+def print_list(
+    ledger: JobLedger, out: TextIO, *, as_json: bool, state: str | None, show_phi: bool = False
+) -> None:
+    """All jobs, oldest first; human columns carry no patient data, JSON hides it unless
+    ``show_phi``."""
     jobs = sorted(ledger, key=lambda j: (j.queued_at, j.job_id))
     if state:
         jobs = [j for j in jobs if j.status == state]
     if as_json:
         for job in jobs:
-            out.write(orjson.dumps(summary(job)).decode() + "\n")
+            fields = summary(job) if show_phi else redact_data(summary(job))
+            out.write(orjson.dumps(fields).decode() + "\n")
         return
-    rows = [_COLUMNS] + [_row(j) for j in jobs]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    for row in rows:
+    print_table(_COLUMNS, [_row(j) for j in jobs], out)
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO) -> None:
+    """Left-aligned columns, two spaces apart, headed by ``columns``."""
+    table = [tuple(columns), *(tuple(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    for row in table:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def _row(job: JobState) -> tuple[str, ...]:
     done = job.submitted_at or (job.last_failed_at if job.status == "dead" else 0)
-    wait = _duration(done - job.queued_at) if done and job.queued_at else "-"
+    wait = duration(done - job.queued_at) if done and job.queued_at else "-"
     return (
         job.job_id,
         describe(job),
@@ -194,10 +210,12 @@ def _row(job: JobState) -> tuple[str, ...]:
     )
 
 
-def print_job(job: JobState, out: TextIO, *, as_json: bool) -> None:
-    """One job with its timeline; the human form leaves out patient data."""
+def print_job(job: JobState, out: TextIO, *, as_json: bool, show_phi: bool = False) -> None:
+    """One job with its timeline; the human form leaves out patient data, JSON hides it
+    unless ``show_phi``."""
     if as_json:
-        out.write(orjson.dumps(detail(job)).decode() + "\n")
+        fields = detail(job) if show_phi else redact_data(detail(job))
+        out.write(orjson.dumps(fields).decode() + "\n")
         return
     lines = [
         ("job", job.job_id),
@@ -218,11 +236,21 @@ def print_job(job: JobState, out: TextIO, *, as_json: bool) -> None:
         ("last error", job.last_error or "-"),
         ("files removed", when(job.files_removed_at)),
     ]
+    print_fields(lines, out)
+    print_history(job.history, out)
+
+
+def print_fields(lines: Sequence[tuple[str, str]], out: TextIO) -> None:
+    """``name  value`` lines, the values aligned."""
     width = max(len(k) for k, _ in lines)
     for name, value in lines:
         out.write(f"{name.ljust(width)}  {value}\n")
+
+
+def print_history(history: Iterable[HistoryEntry], out: TextIO) -> None:
+    """A ``history:`` block, one event a line."""
     out.write("history:\n")
-    for h in job.history:
+    for h in history:
         attempt = f" attempt={h.attempt}" if h.attempt else ""
         note = f" {h.detail}" if h.detail else ""
         out.write(f"  {when(h.time)} {h.event}{attempt}{note}\n")
@@ -236,7 +264,8 @@ def when(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-def _duration(ms: int) -> str:
+def duration(ms: int) -> str:
+    """``850ms``, ``1.5s``, ``2m05s``, ``3h07m``."""
     if ms < 1000:
         return f"{max(ms, 0)}ms"
     if ms < 60_000:

@@ -2,7 +2,8 @@
 
 The Kafka address comes from ``--kafka``, else the config's ``kafka.bootstrap_servers``
 (which the loader fills from ``KAFKA_BOOTSTRAP_SERVERS`` when the file does not set
-it); with none of them the command stops with a one-line usage error (exit 2).
+it); with none of them the command stops with a one-line usage error (exit 2). It is
+resolved once, here, into the config every role gets.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from streams.config import (
 from streams.errors import ConfigError, UsageError
 
 
-def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--kafka HOST:PORT`` and ``--config FILE`` to ``parser``."""
+def add_kafka_arguments(parser: argparse.ArgumentParser, *, role: bool = False) -> None:
+    """Add ``--kafka HOST:PORT`` and ``--config FILE`` to ``parser``; for a ``role``,
+    also ``--insecure`` (the lab opt-out, as ``security.insecure: true``)."""
     parser.add_argument(
         "--kafka",
         metavar="HOST:PORT",
@@ -36,11 +38,28 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", type=Path, help="adapter config file (YAML or JSON)"
     )
+    if role:
+        parser.add_argument(
+            "--insecure",
+            action="store_true",
+            help=(
+                "lab only: start even with plaintext Kafka on the network, no key secret or "
+                "an open HTTP API (security.insecure); a WARNING lists what is open"
+            ),
+        )
 
 
 def load_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> AdapterConfig:
     """The validated config named by ``--config`` (or ``$DICOM_ADAPTER_CONFIG``/defaults)."""
-    return load_config(args.config, os.environ if env is None else env)
+    return _insecure(args, load_config(args.config, os.environ if env is None else env))
+
+
+def _insecure(args: argparse.Namespace, config: AdapterConfig) -> AdapterConfig:
+    """``config`` with ``security.insecure`` set when ``--insecure`` was given."""
+    if not getattr(args, "insecure", False):
+        return config
+    security = config.security.model_copy(update={"insecure": True})
+    return config.model_copy(update={"security": security})
 
 
 def load_role_settings(
@@ -56,7 +75,7 @@ def load_role_settings(
     """
     environ = os.environ if env is None else env
     if processors:
-        return check_config(args.config, environ).config
+        return _insecure(args, check_config(args.config, environ).config)
     source = read_source(args.config, environ)
     config, problems = build_collecting(source)
     scp = source.data.get("scp")
@@ -67,19 +86,20 @@ def load_role_settings(
         problems.extend(check_processors({"scp": {"ae_titles": builtin}}).problems)
     if problems or config is None:
         raise ConfigError(problems)
-    return config
+    return _insecure(args, config)
 
 
 def _uses_aetitle(entry: object) -> bool:
     return isinstance(entry, Mapping) and entry.get("processor", DEFAULT_PROCESSOR) == AETITLE
 
 
-def resolve_bootstrap(args: argparse.Namespace, config: AdapterConfig) -> str:
-    """The Kafka address to use, or :class:`UsageError` (exit 2) naming the three ways."""
+def resolve_kafka(args: argparse.Namespace, config: AdapterConfig) -> AdapterConfig:
+    """``config`` with the Kafka address to use (``--kafka`` wins), or
+    :class:`UsageError` (exit 2) naming the three ways to give one."""
     address: str | None = args.kafka or config.kafka.bootstrap_servers
     if not address:
         raise UsageError(
             "no Kafka address: pass --kafka HOST:PORT, set kafka.bootstrap_servers in the "
             f"config, or set {KAFKA_ENV}"
         )
-    return address
+    return config.with_kafka(address)

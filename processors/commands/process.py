@@ -12,10 +12,10 @@ import argparse
 import asyncio
 from typing import Any
 
-from processors.app import serve
-from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_bootstrap
+from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_kafka
 from processors.config_check import check_processors as check_processor_settings
-from processors.runtime import check_process_config, process_role_with
+from processors.roles import process_role_with, serve
+from processors.roles.process import check_process_config
 from streams.config import AdapterConfig
 from streams.errors import ConfigError
 
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
             "exactly once. Runs until SIGINT or SIGTERM."
         ),
     )
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, role=True)
     parser.add_argument(
         "--group-instance-id",
         metavar="ID",
@@ -62,8 +62,7 @@ def check_processors(config: AdapterConfig) -> None:
 
 def run_process(args: argparse.Namespace) -> int:
     """Handler of ``process``; returns the exit code."""
-    config = load_settings(args)
-    bootstrap = resolve_bootstrap(args, config)
+    config = resolve_kafka(args, load_settings(args))
     check_processors(config)
     role = process_role_with(group_instance_id=args.group_instance_id or None)
-    return asyncio.run(serve(config, bootstrap, {"process": role}))
+    return asyncio.run(serve(config, {"process": role}))

@@ -1,6 +1,6 @@
 """``dicom-adapter run`` — every role in one process (DESIGN.md §3.1).
 
-SCP, processors, submitter and reclaimer share one event loop and one HTTP port. With
+SCP, processors, submitter, reclaimer and exporter share one event loop and one HTTP port. With
 no Kafka configured it starts an embedded broker and says which: Apache Kafka (KRaft,
 log under ``<storage>/kafka`` so it survives restarts) when Java and the jars from
 ``dicom-adapter broker fetch`` are there, else Tansu from the ``embedded`` extra (memory
@@ -17,13 +17,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from processors.app import serve
 from processors.commands.kafka_args import add_kafka_arguments, load_role_settings
-from processors.roles import scp_role, submit_role
-from processors.runtime import process_role
+from processors.roles import export_role, process_role, scp_role, serve, submit_role
 from streams.broker import start_embedded_broker
 from streams.config import AdapterConfig
-from streams.kafka import ensure_topics, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +29,15 @@ def register(subparsers: Any) -> None:
     """Add ``run`` to the CLI."""
     parser = subparsers.add_parser(
         "run",
-        help="run everything in one process (SCP, processors, submitter; embedded broker)",
+        help="run everything in one process (SCP, processors, submitter, exporter)",
         description=(
-            "Run the SCP, the job processors, the submitter and the reclaimer in one process. "
+            "Run the SCP, the job processors, the submitter, the reclaimer and the exporter in "
+            "one process. "
             "Without a Kafka address (--kafka, kafka.bootstrap_servers, KAFKA_BOOTSTRAP_SERVERS) "
             "an embedded broker is started with its log under <storage>/kafka."
         ),
     )
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, role=True)
     parser.add_argument(
         "--broker-port",
         type=int,
@@ -76,12 +74,10 @@ async def _kafka(
 
 async def _main(config: AdapterConfig, kafka: str | None, broker_port: int | None) -> int:
     async with _kafka(config, kafka or config.kafka.bootstrap_servers, broker_port) as bootstrap:
-        names = topic_names(config.kafka.topic_prefix)
-        await ensure_topics(
-            bootstrap,
-            {names.instances: config.kafka.partitions, names.jobs: config.kafka.partitions},
-            config.kafka.replication_factor,
-        )
-        log.info("topics ready: %s, %s", names.instances, names.jobs)
-        roles = {"scp": scp_role, "process": process_role, "submit": submit_role()}
-        return await serve(config, bootstrap, roles)
+        roles = {
+            "scp": scp_role,
+            "process": process_role,
+            "submit": submit_role(),
+            "export": export_role,
+        }
+        return await serve(config.with_kafka(bootstrap), roles)

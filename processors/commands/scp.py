@@ -12,13 +12,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from processors.app import serve
-from processors.commands.kafka_args import (
-    add_kafka_arguments,
-    load_role_settings,
-    resolve_bootstrap,
-)
-from processors.roles import scp_role
+from processors.commands.kafka_args import add_kafka_arguments, load_role_settings, resolve_kafka
+from processors.roles import scp_role, serve
 
 
 def register(subparsers: Any) -> None:
@@ -32,12 +27,11 @@ def register(subparsers: Any) -> None:
             "Runs until SIGINT or SIGTERM."
         ),
     )
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, role=True)
     parser.set_defaults(handler=run_scp)
 
 
 def run_scp(args: argparse.Namespace) -> int:
     """Handler of ``scp``; returns the exit code."""
-    config = load_role_settings(args, processors=False)
-    bootstrap = resolve_bootstrap(args, config)
-    return asyncio.run(serve(config, bootstrap, {"scp": scp_role}))
+    config = resolve_kafka(args, load_role_settings(args, processors=False))
+    return asyncio.run(serve(config, {"scp": scp_role}))

@@ -11,13 +11,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from processors.app import serve
-from processors.commands.kafka_args import (
-    add_kafka_arguments,
-    load_role_settings,
-    resolve_bootstrap,
-)
-from processors.roles import submit_role
+from processors.commands.kafka_args import add_kafka_arguments, load_role_settings, resolve_kafka
+from processors.roles import serve, submit_role
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +27,7 @@ def register(subparsers: Any) -> None:
             "until SIGINT or SIGTERM."
         ),
     )
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, role=True)
     parser.add_argument(
         "--no-reclaim",
         action="store_true",
@@ -43,7 +38,6 @@ def register(subparsers: Any) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     """Handler of ``submit``; returns the exit code."""
-    config = load_role_settings(args, processors=False)
-    bootstrap = resolve_bootstrap(args, config)
+    config = resolve_kafka(args, load_role_settings(args, processors=False))
     role = submit_role(reclaim=not args.no_reclaim)
-    return asyncio.run(serve(config, bootstrap, {"submit": role}))
+    return asyncio.run(serve(config, {"submit": role}))

@@ -14,30 +14,26 @@ Other routers (issue 7's REST API) are added to the app from :func:`create_app` 
 app passed to :func:`open_http_server`.
 """
 
-from processors.http.app import CheckState, Health, ReadyState, create_app
+from processors.http.app import create_app
+from processors.http.auth import OPEN_PATHS, ApiAuth
 from processors.http.checks import storage_writable
 from processors.http.readiness import (
     Check,
-    CheckResult,
     NotReadyError,
     Readiness,
-    ReadinessReport,
     ReadyFlag,
 )
 from processors.http.server import HttpServer, HttpServerError, open_http_server
 
 __all__ = [
+    "OPEN_PATHS",
+    "ApiAuth",
     "Check",
-    "CheckResult",
-    "CheckState",
-    "Health",
     "HttpServer",
     "HttpServerError",
     "NotReadyError",
     "Readiness",
-    "ReadinessReport",
     "ReadyFlag",
-    "ReadyState",
     "create_app",
     "open_http_server",
     "storage_writable",

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel
 
+from processors.http.auth import ApiAuth, AuthMiddleware
 from processors.http.readiness import Readiness
 
 
@@ -46,9 +47,17 @@ def create_app(
     registry: CollectorRegistry = REGISTRY,
     title: str = "DICOM Stream Adapter",
     version: str = "0.1.0",
+    auth: ApiAuth | None = None,
 ) -> FastAPI:
-    """An app serving ``/healthz``, ``/readyz`` and ``/metrics`` for ``readiness``."""
+    """An app serving ``/healthz``, ``/readyz`` and ``/metrics`` for ``readiness``.
+
+    With ``auth`` (what every process passes: :meth:`ApiAuth.of` its config) every
+    other path, including routes added later, needs credentials
+    (:mod:`processors.http.auth`); without, the app is open (tests of routes alone).
+    """
     app = FastAPI(title=title, version=version)
+    if auth is not None:
+        app.add_middleware(AuthMiddleware, auth=auth)
 
     @app.get("/healthz", response_model=Health, tags=["probes"])
     async def healthz() -> Health:

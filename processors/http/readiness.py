@@ -126,6 +126,8 @@ class Readiness:
                     outcome = await outcome
         except TimeoutError:
             return CheckResult(name, False, f"no answer within {self.timeout_s:g} s")
+        except NotReadyError as exc:  # the expected "no": its reason says it all
+            return CheckResult(name, False, _one_line(exc))
         except Exception as exc:  # a failing check is an answer, not a crash of /readyz
             log.debug("readiness check %s failed", name, exc_info=True)
             return CheckResult(name, False, _one_line(exc))

@@ -16,16 +16,21 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Generator
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from processors.http.app import create_app
+from processors.http.auth import with_client_certificate
 from processors.http.readiness import Readiness
 from streams.config import HttpConfig
 from streams.errors import AdapterError
+from streams.tls import peer_subject, server_context
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +58,45 @@ class _QuietServer(uvicorn.Server):
         self.listening.set()
 
 
+class _TlsH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol that tells the app about a verified client
+    certificate (the ASGI TLS extension, which uvicorn does not fill in itself)."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        subject = peer_subject(transport.get_extra_info("ssl_object"))
+        if subject:
+            self.app = with_client_certificate(self.app, subject)
+
+
+class _Config(uvicorn.Config):
+    """uvicorn's config with our own TLS context (every uvicorn release reads ``ssl``)."""
+
+    def __init__(self, app: FastAPI, tls: ssl.SSLContext | None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._tls = tls
+
+    def load(self) -> None:
+        super().load()
+        if self._tls is not None:
+            self.ssl = self._tls
+
+
 class HttpServer:
     """``async with HttpServer(app, host, port) as server:`` serves ``app`` until the block
-    ends; ``server.port`` is the bound port (useful with ``port=0``)."""
+    ends; ``server.port`` is the bound port (useful with ``port=0``); with ``tls`` (a
+    server :class:`ssl.SSLContext`) it speaks HTTPS."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self.host = host
+        self.tls = tls
         self.requested_port = port
         self._sock: socket.socket | None = None
         self._port: int | None = None
@@ -77,17 +114,21 @@ class HttpServer:
     def url(self) -> str:
         """``http://host:port`` to reach the server (a wildcard host becomes loopback)."""
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return (
+            f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
+        )
 
     async def __aenter__(self) -> HttpServer:
         self._sock = _bind(self.host, self.requested_port)
         self._port = int(self._sock.getsockname()[1])
-        config = uvicorn.Config(
+        config = _Config(
             self.app,
+            self.tls,
             log_config=None,
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=_TlsH11Protocol,
             ws="none",
             proxy_headers=False,
             server_header=False,
@@ -168,5 +209,6 @@ async def open_http_server(
         log.info("http: disabled (http.port is 0)")
         yield None
         return
-    async with HttpServer(app or create_app(readiness), http.host, http.port) as server:
+    tls = server_context(http.tls, "http.tls") if http.tls is not None else None
+    async with HttpServer(app or create_app(readiness), http.host, http.port, tls) as server:
         yield server

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from processors.submit.staging import PAYLOADS_DIR
 from streams.events import GroupInstance
+from streams.storage import PAYLOADS_DIR
 
 log = logging.getLogger(__name__)
 

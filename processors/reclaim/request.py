@@ -10,44 +10,71 @@ Write it keyed ``<called_ae>/<PatientID>`` like every other jobs-topic event.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from streams.events import GroupClosed, GroupInstance, InputOffset, InstanceReceived
+
+
+class _Named(Protocol):
+    @property
+    def sop_instance_uid(self) -> str: ...
+
+    @property
+    def uri(self) -> str: ...
 
 
 def removal_request(
     *,
     processor: str,
     ae_title: str,
-    instances: Sequence[InstanceReceived],
+    instances: Sequence[_Named],
     inputs: Sequence[InputOffset] = (),
     reason: str = "ignored",
+    group: GroupClosed | None = None,
+    now_ms: int = 0,
 ) -> GroupClosed:
     """A ``group.closed`` without jobs asking for ``instances``' files to be deleted.
 
-    ``instances`` should share one PatientID (the event's key). ``last_received_at`` is
-    taken from them: the reclaimer keeps a file modified after it (sent again since).
+    ``instances`` are ``InstanceReceived`` or ``GroupInstance`` records of one PatientID
+    (the event's key). Times and patient come from ``group`` when the removal was
+    decided with a closed group (its superseded copies), else from the instances'
+    ``received_at`` (``now_ms`` when they carry none): the reclaimer keeps a file
+    modified after ``last_received_at`` (it was sent again since).
     """
     if not instances:
         raise ValueError("a removal request needs at least one instance")
-    received = [i.received_at for i in instances]
+    received = [i.received_at for i in instances if isinstance(i, InstanceReceived)]
+    if group is not None:
+        first, last, patient = group.first_received_at, group.last_received_at, group.patient_id
+    elif received:
+        first, last = min(received), max(received)
+        patient = next(i.patient_id for i in instances if isinstance(i, InstanceReceived))
+    else:
+        first = last = now_ms
+        patient = ""
     return GroupClosed(
         processor=processor,
         ae_title=ae_title,
         group_by="",
         group_key="",
         reason=reason,
-        first_received_at=min(received),
-        last_received_at=max(received),
-        instances=tuple(
-            GroupInstance(
-                sop_instance_uid=i.sop_instance_uid,
-                study_instance_uid=i.study_instance_uid,
-                series_instance_uid=i.series_instance_uid,
-                uri=i.uri,
-            )
-            for i in instances
-        ),
+        first_received_at=first,
+        last_received_at=last,
+        instances=tuple(_listed(i) for i in instances),
         inputs=tuple(inputs),
         jobs=(),
-        patient_id=instances[0].patient_id,
+        patient_id=patient,
+    )
+
+
+def _listed(instance: _Named) -> GroupInstance:
+    if isinstance(instance, GroupInstance):
+        return instance
+    if isinstance(instance, InstanceReceived):
+        return GroupInstance.of(instance)
+    return GroupInstance(
+        sop_instance_uid=instance.sop_instance_uid,
+        study_instance_uid=str(getattr(instance, "study_instance_uid", "")),
+        series_instance_uid=str(getattr(instance, "series_instance_uid", "")),
+        uri=instance.uri,
     )

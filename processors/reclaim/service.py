@@ -1,6 +1,6 @@
 """The reclaimer role: delete the files of submitted groups, expire payload folders.
 
-A :class:`~processors.ledgerio.follower.LedgerHandler` with its own consumer group. It folds
+A :class:`~streams.kafka.LogHandler` with its own consumer group. It folds
 ``<prefix>.jobs`` into a :class:`~processors.reclaim.state.ReclaimLedger`; once a
 partition's history is read it reclaims every ready group of the partition, then each
 group as it becomes ready. Files go first, then ``instances.removed`` is written (a crash
@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from processors.ledgerio.publish import Publisher
 from processors.reclaim.files import delete_instances
 from processors.reclaim.state import PAYLOAD_EXPIRED, ExpiredPayload, GroupFiles, ReclaimLedger
-from processors.submit.staging import remove_payload
 from streams import metrics
 from streams.errors import BrokerError
 from streams.events import Envelope, GroupClosed, InstancesRemoved, JobSubmitted, envelope
+from streams.kafka import Publisher
+from streams.storage import remove_payload
 
 log = logging.getLogger(__name__)
 

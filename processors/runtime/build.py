@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
 
 from reactivex import abc
 
-from processors.aetitle import AeTitleJobProcessor
-from processors.base import JobProcessor, JobSink
+from processors.base import JobProcessor
+from processors.contracts import JobSink
 from processors.registry import resolve_processor
 from streams.config import AdapterConfig
 from streams.errors import ConfigError
@@ -41,27 +41,19 @@ def processor_classes(config: AdapterConfig) -> dict[str, type[JobProcessor]]:
 
 
 def build_processors(
-    config: AdapterConfig,
-    sink: JobSink,
-    scheduler: abc.SchedulerBase,
-    *,
-    grace_ms: int | None = None,
+    config: AdapterConfig, sink: JobSink | Mapping[str, JobSink], scheduler: abc.SchedulerBase
 ) -> dict[str, JobProcessor]:
-    """Construct the processors, by AE title, writing to ``sink`` and timing on
-    ``scheduler``. AE Title Job Processors start with every partition "not caught up"
-    (the Kafka wiring reports each partition) and ``grace_ms`` (default
-    ``processor.grace_ms``). Raises :class:`ConfigError` naming the AE title."""
-    grace = config.processor.grace_ms if grace_ms is None else grace_ms
+    """Construct the processors, by AE title, writing to ``sink`` (one for all, or one
+    per AE title) and timing on ``scheduler``. Raises :class:`ConfigError` naming the AE
+    title."""
     classes = processor_classes(config)
     out: dict[str, JobProcessor] = {}
     problems: list[str] = []
     for index, ae in enumerate(config.scp.ae_titles):
         cls = classes[ae.ae_title]
-        kwargs: dict[str, Any] = {}
-        if issubclass(cls, AeTitleJobProcessor):
-            kwargs = {"grace_ms": grace, "caught_up": False}
+        mine = sink[ae.ae_title] if isinstance(sink, Mapping) else sink
         try:
-            out[ae.ae_title] = cls(ae.ae_title, ae.processor_settings, sink, scheduler, **kwargs)
+            out[ae.ae_title] = cls(ae.ae_title, ae.processor_settings, mine, scheduler)
         except ConfigError as exc:
             problems.extend(exc.problems)
         except Exception as exc:  # user code: a failing constructor is a config problem

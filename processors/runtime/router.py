@@ -1,17 +1,23 @@
 """``InstanceRouter``: the one observer of the instances topic, dispatching by called AE.
 
 Kafka records arrive on the loop thread in partition order; each ``instance.received``
-goes to the processor of its called AE title as ``(partition, offset, instance)``.
-Instances for an AE title without a processor are handed to the reclaimer (a removal
-request carrying the input, so a replay skips it) and counted. The per-record path is a
-type check, two dict lookups and the processor call: no allocation beyond the item.
+goes to the processor of its called AE title as ``(partition, offset, instance, log
+time)``. An instance of an AE title no processor here serves is left alone: it belongs
+to the processes that serve it (their consumer groups read it too), and nothing here
+reclaims it (issue 14). The per-record path is a type check, two dict lookups and the
+processor call: no allocation beyond the item.
+
+``clock.tick`` records move every processor's clock on their partition
+(:meth:`~processors.base.JobProcessor.on_watermark`); a ``group.close_requested`` goes
+to the processor of its AE title.
 
 A record whose envelope id was seen lately on its partition is a re-published copy
 (:mod:`processors.runtime.recent`): dropped and counted, never processed twice.
 
-A processor that raises stops the runtime (the record's offset is held, so nothing at
-or after it is committed and a restart replays it); so does a record of a partition
-whose ledger has not been read yet.
+A processor that raises stops the runtime; so does a record of a partition whose ledger
+has not been read yet. Either way the router keeps the record's offset as the
+partition's commit bound (:meth:`InstanceRouter.stopped_at`), so nothing at or after it
+is committed and a restart replays it.
 """
 
 from __future__ import annotations
@@ -23,17 +29,15 @@ from reactivex import abc
 
 from processors.base import JobProcessor
 from processors.exactly_once import CoveredInputs
-from processors.runtime.holds import PartitionHolds
 from processors.runtime.recent import RecentIds
-from processors.runtime.sink import NO_PROCESSOR, LedgerSink
+from processors.runtime.sink import LedgerSink
 from streams import metrics
-from streams.events import InputOffset, InstanceReceived
+from streams.events import ClockTick, GroupCloseRequested, InstanceReceived
 from streams.kafka import Record
 
 log = logging.getLogger(__name__)
 
-REASON_NO_PROCESSOR = "ignored"
-REASON_DUPLICATE = "duplicate_event"
+REASON_DUPLICATE_EVENT = "duplicate_event"
 
 
 class InstanceRouter(abc.ObserverBase[Record]):
@@ -47,7 +51,6 @@ class InstanceRouter(abc.ObserverBase[Record]):
         self,
         processors: Mapping[str, JobProcessor],
         sink: LedgerSink,
-        holds: PartitionHolds,
         *,
         ready: set[int],
         covered: Callable[[], CoveredInputs | None],
@@ -56,14 +59,13 @@ class InstanceRouter(abc.ObserverBase[Record]):
     ) -> None:
         self._processors = dict(processors)
         self._sink = sink
-        self._holds = holds
         self._ready = ready
         self._covered = covered
         self._fail = fail
         self._recent = recent if recent is not None else RecentIds()
-        self._stopped: set[int] = set()  # partitions with a held offset after a failure
+        self._stopped: dict[int, int] = {}  # partition -> first offset not processed
         self._failed = False
-        self._warned: set[str] = set()
+        self._last_instance: dict[int, int] = {}
         self.unclaimed = 0
         self.other_events = 0
         self.duplicates = 0
@@ -75,8 +77,12 @@ class InstanceRouter(abc.ObserverBase[Record]):
             self._hold_after_failure(partition, offset)
             return
         data = value.envelope.data
-        if type(data) is not InstanceReceived:
-            self.other_events += 1
+        kind = type(data)
+        if kind is not InstanceReceived and kind is not ClockTick:
+            if kind is GroupCloseRequested:
+                self._close_requested(value, data)  # type: ignore[arg-type]
+            else:
+                self.other_events += 1
             return
         if partition not in self._ready:
             self._failure(
@@ -88,26 +94,58 @@ class InstanceRouter(abc.ObserverBase[Record]):
                 offset,
             )
             return
+        if kind is ClockTick:
+            self._tick(partition, offset, data.watermark)  # type: ignore[union-attr]
+            return
+        instance: InstanceReceived = data  # type: ignore[assignment]
         if self._recent.seen(partition, value.envelope.id):
             self.duplicates += 1
-            metrics.instance_ignored(data.called_ae, REASON_DUPLICATE)
+            metrics.instances_ignored(instance.called_ae, REASON_DUPLICATE_EVENT)
             return
-        processor = self._processors.get(data.called_ae)
+        processor = self._processors.get(instance.called_ae)
         if processor is None:
-            self._unclaimed(partition, offset, data)
+            self.unclaimed += 1  # another AE title's: its own processes read it
             return
-        sink = self._sink
-        sink.begin(partition, offset, data)
+        self._last_instance[partition] = value.timestamp
         try:
-            processor.on_next((partition, offset, data))
+            processor.on_next((partition, offset, instance, value.timestamp))
         except Exception as exc:
             self._failure(exc, partition, offset)
-        finally:
-            sink.end()
+
+    def _tick(self, partition: int, offset: int, watermark: int) -> None:
+        try:
+            for processor in self._processors.values():
+                processor.on_watermark(partition, watermark)
+        except Exception as exc:
+            self._failure(exc, partition, offset)
+
+    def _close_requested(self, record: Record, request: GroupCloseRequested) -> None:
+        processor = self._processors.get(request.ae_title)
+        if processor is None or record.partition not in self._ready or self._failed:
+            return
+        try:
+            outcome = processor.close_requested(record.partition, request)
+        except Exception as exc:
+            self._failure(exc, record.partition, record.offset)
+            return
+        log.info(
+            "close request for group %s of %s: %s", request.group_id, request.ae_title, outcome
+        )
+
+    def last_instance(self, partition: int) -> int | None:
+        """The log time of the newest instance seen on ``partition`` (``None``: none)."""
+        return self._last_instance.get(partition)
+
+    def stopped_at(self, partition: int) -> int | None:
+        """After a failure: the first offset of ``partition`` that was not processed
+        (commits stay below it); ``None`` otherwise."""
+        return self._stopped.get(partition)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Forget the ids seen on ``partitions`` (they are about to be read again)."""
         self._recent.forget(partitions)
+        for partition in partitions:
+            self._last_instance.pop(partition, None)
 
     def on_error(self, error: Exception) -> None:
         """The consumer failed: stop the runtime."""
@@ -117,24 +155,6 @@ class InstanceRouter(abc.ObserverBase[Record]):
     def on_completed(self) -> None:
         """Nothing to do: the runtime completes the processors itself."""
 
-    def _unclaimed(self, partition: int, offset: int, instance: InstanceReceived) -> None:
-        covered = self._covered()
-        if covered is not None and covered.covers(partition, offset):
-            return
-        self.unclaimed += 1
-        ae = instance.called_ae
-        if ae not in self._warned:
-            self._warned.add(ae)
-            log.warning(
-                "instances for AE title %s have no job processor here; reclaiming their files "
-                "(configure the AE title under scp.ae_titles to process them)",
-                ae,
-            )
-        metrics.instance_ignored(ae, "no_processor")
-        self._sink.remove_input(
-            NO_PROCESSOR, ae, InputOffset(partition, offset), instance, REASON_NO_PROCESSOR
-        )
-
     def _failure(self, exc: BaseException, partition: int, offset: int) -> None:
         self._failed = True
         self._hold_after_failure(partition, offset)
@@ -142,6 +162,4 @@ class InstanceRouter(abc.ObserverBase[Record]):
 
     def _hold_after_failure(self, partition: int, offset: int) -> None:
         # Keep this record and everything after it uncommitted: it was not processed.
-        if partition not in self._stopped:
-            self._stopped.add(partition)
-            self._holds.hold(partition, offset)
+        self._stopped.setdefault(partition, offset)

@@ -2,14 +2,19 @@
 
     <prefix>.instances --KafkaSource.records--> InstanceRouter --> processor per AE title
                        --KafkaSource.batches--> caught-up flags, failures, metrics
-    processors --LedgerSink--> <prefix>.jobs (acks=all) --> release held offsets
-    commits <-- CommitTracker (held offsets) + LedgerIndex (metadata: ledger position)
+    processors --LedgerSink--> <prefix>.jobs (acks=all) --> LedgerIndex
+    commits <-- commit_bound: processors' held offsets, the sink's unacknowledged
+                inputs, a failed record; metadata: the ledger position (LedgerIndex)
 
-* **Assignment** (inside the rebalance, before records flow): the new partitions are
-  paused synchronously, their committed offsets and metadata read, the jobs ledger read
-  from the stored positions (or its beginning) to its end, the covered inputs handed to
-  every processor, then the partitions resumed. If that fails the runtime stops (the
-  partitions stay paused) rather than process without the ledger.
+The runtime knows processors only through the public hooks of
+:class:`processors.base.JobProcessor`; it imports no processor implementation.
+
+* **Assignment** (inside the rebalance, while the source keeps the new partitions
+  paused): the jobs ledger is read from the positions stored with their commits (or
+  its beginning) to its end, the covered inputs handed to every processor, every
+  processor told the partitions are not caught up yet; then records flow. If that
+  fails the runtime stops (the partitions stay paused) rather than process without
+  the ledger.
 * **Revocation**: processors drop the open groups of the revoked partitions without
   emitting them, the sink writes what is queued (so the next owner's ledger read sees
   it), then the source commits what is safe with the metadata computed here.
@@ -28,11 +33,9 @@ from collections.abc import Mapping
 
 from aiokafka.structs import TopicPartition
 
-from processors.aetitle import AeTitleJobProcessor
 from processors.base import JobProcessor
 from processors.exactly_once import CoveredInputs
 from processors.http.readiness import ReadyFlag
-from processors.runtime.holds import PartitionHolds
 from processors.runtime.ledger_index import LedgerIndex
 from processors.runtime.metadata import decode_positions, encode_positions
 from processors.runtime.router import InstanceRouter
@@ -41,6 +44,8 @@ from streams import metrics
 from streams.errors import AdapterError, BrokerError
 from streams.events import GroupClosed
 from streams.kafka import BatchEnd, KafkaSource, read_to_end
+from streams.kafka.commits import oldest
+from streams.kafka.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +64,8 @@ class ProcessorRuntime:
     """Drives ``processors`` from a :class:`KafkaSource`; see the module docstring.
 
     Create it, pass its callbacks to the ``KafkaSource`` (``on_assigned``,
-    ``on_revoked``, ``commit_metadata``, ``throttle=sink.throttle``), then
-    :meth:`attach` the source before starting it.
+    ``on_revoked``, ``commit_bound``, ``commit_metadata``, ``throttle=sink.throttle``),
+    then :meth:`attach` the source before starting it.
     """
 
     def __init__(
@@ -68,9 +73,8 @@ class ProcessorRuntime:
         processors: Mapping[str, JobProcessor],
         sink: LedgerSink,
         index: LedgerIndex,
-        holds: PartitionHolds,
         *,
-        bootstrap_servers: str,
+        instances_topic: str,
         jobs_topic: str,
         client_id: str = "dicom-adapter-process",
         assigned: ReadyFlag | None = None,
@@ -79,16 +83,15 @@ class ProcessorRuntime:
         self.processors = dict(processors)
         self.sink = sink
         self.index = index
-        self.holds = holds
-        self.instances_topic = holds.topic
+        self.instances_topic = instances_topic
         self.jobs_topic = jobs_topic
-        self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.ledger_timeout_s = ledger_timeout_s
         self._assigned_flag = assigned
         self._ready: set[int] = set()
         self._covered: CoveredInputs | None = None
         self._caught: dict[int, bool] = {}
+        self._revoked_bounds: dict[int, int | None] = {}
         self._source: KafkaSource | None = None
         self._metrics_at = 0.0
         self.failure: BaseException | None = None
@@ -96,16 +99,15 @@ class ProcessorRuntime:
         self.router = InstanceRouter(
             self.processors,
             sink,
-            holds,
             ready=self._ready,
             covered=lambda: self._covered,
             fail=self.fail,
         )
         for ae_title, processor in self.processors.items():
             sink.processor_names[ae_title] = processor.name
-            processor.set_offset_holder(holds)
-            if isinstance(processor, AeTitleJobProcessor):
-                sink.timeouts[ae_title] = processor.settings.timeout_s * 1000
+            timeout = processor.quiet_timeout_ms
+            if timeout is not None:
+                sink.timeouts[ae_title] = timeout
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -114,6 +116,11 @@ class ProcessorRuntime:
         self._source = source
         source.records.subscribe(self.router)
         source.batches.subscribe(self._on_batch, self._on_source_error)
+
+    @property
+    def assigned_flag(self) -> ReadyFlag | None:
+        """Set while this runtime holds partitions (``/readyz``)."""
+        return self._assigned_flag
 
     @property
     def ready_partitions(self) -> frozenset[int]:
@@ -133,76 +140,81 @@ class ProcessorRuntime:
         log.error("processor role failing: %s", error)
         self.failed.set()
 
+    # -- the commit bound ------------------------------------------------------------
+
+    def commit_bound(self, tp: TopicPartition) -> int | None:
+        """The oldest offset of ``tp`` still needed: the first input of an open group
+        (each processor's :meth:`~processors.base.JobProcessor.held_offsets`), of a
+        record not yet acknowledged (the sink), or a record not processed after a
+        failure (the router). Commits never pass it."""
+        if tp.topic != self.instances_topic:
+            return None
+        partition = tp.partition
+        if partition in self._revoked_bounds:  # its groups were dropped, not closed
+            held = [self._revoked_bounds[partition]]
+        else:
+            held = [p.held_offsets().get(partition) for p in self.processors.values()]
+        return oldest(*held, self.sink.oldest_held(partition), self.router.stopped_at(partition))
+
+    def commit_metadata(self, tp: TopicPartition, offset: int) -> str:
+        """The ledger position to store with the commit of ``offset`` on ``tp``."""
+        if tp.topic != self.instances_topic:
+            return ""
+        positions = self.index.positions(tp.partition, offset)
+        if self._covered is not None:
+            self._covered.prune(tp.partition, offset)
+        return encode_positions(positions)
+
     # -- rebalance callbacks -----------------------------------------------------------
 
     async def on_assigned(self, assigned: frozenset[TopicPartition]) -> None:
-        """Rebuild exactly-once state for the assigned partitions, then let them flow."""
+        """Rebuild exactly-once state for the assigned partitions (the source delivers
+        their records once this returned); raises, and the runtime fails, if it cannot."""
         source = self._require_source()
-        mine = sorted(tp for tp in assigned if tp.topic == self.instances_topic)
-        source.pause(mine)  # before the first await: no record before the ledger is read
-        partitions = [tp.partition for tp in mine]
-        if not await self._load_retrying(source, partitions):
-            return
-        source.resume(mine)
+        partitions = sorted(tp.partition for tp in assigned if tp.topic == self.instances_topic)
+        try:
+            await retry_transient(
+                lambda: self._load(source, partitions),
+                what=f"rebuilding partitions {partitions} from the ledger",
+                timeout_s=self.ledger_timeout_s,
+            )
+        except BrokerError as exc:
+            self.fail(exc)
+            raise
         if self._assigned_flag is not None:
             self._assigned_flag.set()
 
-    async def _load_retrying(self, source: KafkaSource, partitions: list[int]) -> bool:
-        """:meth:`_load`, tried again after transient broker errors until
-        ``ledger_timeout_s`` is spent; False (and the runtime failed) if it never worked.
-
-        Found by the chaos suite (seed 1009): a processor joining while the broker came
-        back from a pause got GroupCoordinatorNotAvailable and stopped its role.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ledger_timeout_s
-        delay = 0.2
-        while True:
-            try:
-                remaining = max(0.1, deadline - loop.time())
-                await asyncio.wait_for(self._load(source, partitions), remaining)
-                return True
-            except Exception as exc:
-                if not _transient(exc) or loop.time() + delay >= deadline:
-                    self.fail(
-                        BrokerError(
-                            f"could not rebuild partitions {partitions} from the ledger: {exc}"
-                        )
-                    )
-                    return False
-                log.warning(
-                    "rebuilding partitions %s from the ledger failed (%s); trying again",
-                    partitions,
-                    exc,
-                )
-                await asyncio.sleep(delay)  # back off while the broker recovers
-                delay = min(delay * 2, 2.0)
-
     async def _load(self, source: KafkaSource, partitions: list[int]) -> None:
-        committed = await source.committed([self.holds.tp(p) for p in partitions])
-        commits = {tp.partition: om.offset for tp, om in committed.items()}
-        stored = {
-            p: decode_positions(om.metadata) if (om := committed.get(self.holds.tp(p))) else None
-            for p in partitions
-        }
+        commits: dict[int, int] = {}
+        stored: dict[int, dict[int, int] | None] = {}
+        for p in partitions:
+            committed = source.committed_at(TopicPartition(self.instances_topic, p))
+            stored[p] = decode_positions(committed.metadata) if committed else None
+            if committed is not None:
+                commits[p] = committed.offset
         starts = self.index.starts(stored)
         read = await read_to_end(
-            self.bootstrap_servers,
+            source.kafka,
             self.jobs_topic,
             starts,
             client_id=f"{self.client_id}-ledger",
             timeout_s=self.ledger_timeout_s,
         )
+        mine = self.sink.input_topic  # records whose inputs are positions of our topic
         records = [
             (r.partition, r.offset, r.envelope.data)
             for r in read.records
-            if isinstance(r.envelope.data, GroupClosed)
+            if isinstance(r.envelope.data, GroupClosed) and r.envelope.data.input_topic == mine
         ]
         self.index.forget(self.index.owned - set(partitions))
+        for partition in partitions:
+            self._revoked_bounds.pop(partition, None)
         covered = self.index.load(partitions, commits, records, read.ends)
         self._covered = covered
         for processor in self.processors.values():
             processor.set_covered(covered)
+            for partition in partitions:
+                processor.partition_caught_up(partition, False)
         self.router.forget(partitions)
         self._ready.update(partitions)
         log.info(
@@ -219,6 +231,11 @@ class ProcessorRuntime:
         self.router.forget(partitions)
         for partition in partitions:
             self._caught.pop(partition, None)
+            # Open groups are dropped below, not closed: the commit that follows must
+            # still stay below their first inputs, so the next owner re-forms them.
+            self._revoked_bounds[partition] = oldest(
+                *(p.held_offsets().get(partition) for p in self.processors.values())
+            )
         for processor in self.processors.values():
             processor.partitions_revoked(partitions)
         if self._assigned_flag is not None:
@@ -229,19 +246,9 @@ class ProcessorRuntime:
             self.fail(BrokerError(f"closed groups not written before revocation: {exc}"))
         self._update_metrics()
 
-    def commit_metadata(self, tp: TopicPartition, offset: int) -> str:
-        """The ledger position to store with the commit of ``offset`` on ``tp``."""
-        if tp.topic != self.instances_topic:
-            return ""
-        positions = self.index.positions(tp.partition, offset)
-        if self._covered is not None:
-            self._covered.prune(tp.partition, offset)
-        return encode_positions(positions)
-
     # -- batches -----------------------------------------------------------------------
 
     def _on_batch(self, batch: BatchEnd) -> None:
-        self.sink.end()
         for progress in batch.partitions:
             partition = progress.partition
             if progress.topic != self.instances_topic or partition not in self._ready:
@@ -269,8 +276,7 @@ class ProcessorRuntime:
             return
         self._metrics_at = loop.time()
         for ae_title, processor in self.processors.items():
-            if isinstance(processor, AeTitleJobProcessor):
-                metrics.set_open_groups(ae_title, processor.window.open_groups)
+            metrics.set_open_groups(ae_title, processor.open_groups)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -296,8 +302,3 @@ class ProcessorRuntime:
         if self._source is None:
             raise RuntimeError("ProcessorRuntime.attach(source) was not called")
         return self._source
-
-
-def _transient(exc: BaseException) -> bool:
-    """A broker error worth another try (aiokafka marks them ``retriable``)."""
-    return isinstance(exc, BrokerError | TimeoutError) or bool(getattr(exc, "retriable", False))

@@ -1,6 +1,6 @@
 """The submitter role: ``group.closed`` → staged payload → platform → ``job.submitted``.
 
-It is a :class:`~processors.ledgerio.follower.LedgerHandler`: every event of ``<prefix>.jobs``
+It is a :class:`~streams.kafka.LogHandler`: every event of ``<prefix>.jobs``
 is folded into a :class:`~processors.submit.state.JobLedger`; once a partition's history
 is read, every open job of that partition (pending, or failed and due for a retry) goes
 into the :class:`~processors.submit.queue.JobQueue`, and so does each new one. Workers take
@@ -18,28 +18,24 @@ is handed over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from processors.ledgerio.publish import Publisher
 from processors.submit.backoff import RetryPolicy
 from processors.submit.decide import decide
 from processors.submit.platform import PlatformClient, PlatformJob, SubmitOutcome
 from processors.submit.queue import JobQueue
-from processors.submit.staging import StagingError, payload_dir, stage_payload
 from processors.submit.state import JobLedger, JobState
 from streams import metrics
-from streams.errors import BrokerError
 from streams.events import Envelope, GroupClosed, GroupInstance, JobRetryRequested, envelope
+from streams.kafka import Publisher, committable_offset, publish_until_acked
+from streams.lifecycle import first_of
+from streams.storage import StagingError, payload_dir, stage_payload
 
 log = logging.getLogger(__name__)
-
-_PUBLISH_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class SubmitService:
@@ -128,10 +124,9 @@ class SubmitService:
 
     def committable(self, partition: int) -> int | None:
         """The oldest record with an unfinished job, else everything folded so far."""
-        opened = [offset for p, offset in self._opened_by.values() if p == partition]
-        if opened:
-            return min(opened)
-        return self._position.get(partition)
+        return committable_offset(
+            self._opened_by.values(), self._position.get(partition), partition
+        )
 
     # -- workers -------------------------------------------------------------------------
 
@@ -149,7 +144,7 @@ class SubmitService:
                 next_at = self.queue.next_ready_at()
                 timeout = None if next_at is None else max(0.0, next_at - now)
                 self._wake.clear()
-                await _first(stop, self._wake, timeout)
+                await first_of(stop, self._wake, timeout)
                 continue
             done = self._inflight[item.job_id] = asyncio.Event()
             try:
@@ -181,7 +176,7 @@ class SubmitService:
             rand=self.rand,
         )
         env = envelope(decision.event, source=self.source, time_ms=now_ms)
-        if not await self._publish(state.key, env, stop):
+        if not await publish_until_acked(self.publisher, self.topic, state.key, env, stop):
             return
         self._log_outcome(job, outcome, decision.retry_delay_s)
         metrics.job_outcome(_outcome_label(outcome, decision.retry_delay_s), job.priority)
@@ -220,19 +215,6 @@ class SubmitService:
             attempt=attempt,
             group_key=state.group_key,
         )
-
-    async def _publish(self, key: str, env: Envelope, stop: asyncio.Event) -> bool:
-        """Write until acknowledged; False if stopped first (the job is redone later)."""
-        for attempt in itertools.count():
-            try:
-                await self.publisher.publish(self.topic, key, env)
-                return True
-            except BrokerError as exc:
-                delay = _PUBLISH_RETRY_S[min(attempt, len(_PUBLISH_RETRY_S) - 1)]
-                log.warning("cannot write %s, retrying in %.1f s: %s", env.type, delay, exc)
-                if await _first(stop, None, delay):
-                    return False
-        raise AssertionError("unreachable")
 
     def _log_outcome(self, job: PlatformJob, outcome: SubmitOutcome, delay: float | None) -> None:
         if outcome.kind == "submitted":
@@ -287,18 +269,3 @@ def _outcome_label(outcome: SubmitOutcome, retry_delay_s: float | None) -> metri
     if outcome.kind == "submitted":
         return "submitted"
     return "failed" if retry_delay_s is not None else "dead_lettered"
-
-
-async def _first(stop: asyncio.Event, wake: asyncio.Event | None, wait_s: float | None) -> bool:
-    """Wait for ``stop`` or ``wake`` or ``wait_s`` seconds; True if ``stop`` is set."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
-    return stop.is_set()

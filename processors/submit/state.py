@@ -46,8 +46,29 @@ class HistoryEntry:
     detail: str = ""
 
 
+class RetryRounds:
+    """What the state of something retried in rounds says of its attempts (a job, an
+    export): ``attempts`` is the highest attempt written, ``round_start`` the attempts
+    used before the current round."""
+
+    __slots__ = ()
+    status: str
+    attempts: int
+    round_start: int
+
+    @property
+    def is_open(self) -> bool:
+        """Still to be tried (pending, or failed and due again)."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def attempts_in_round(self) -> int:
+        """Attempts made since the round started (what ``max_attempts`` limits)."""
+        return self.attempts - self.round_start
+
+
 @dataclass(frozen=True, slots=True)
-class JobState:
+class JobState(RetryRounds):
     """Everything the ledger says about one job."""
 
     job_id: str
@@ -77,16 +98,6 @@ class JobState:
     retry_requests: int = 0
     files_removed_at: int = 0
     history: tuple[HistoryEntry, ...] = ()
-
-    @property
-    def is_open(self) -> bool:
-        """The submitter still has to try this job."""
-        return self.status in OPEN_STATUSES
-
-    @property
-    def attempts_in_round(self) -> int:
-        """Attempts made since the round started (what ``max_attempts`` limits)."""
-        return self.attempts - self.round_start
 
 
 class JobLedger:

@@ -5,13 +5,21 @@
 is tested against; :class:`SessionState` is the pure bookkeeping under the operator.
 """
 
+from processors.windows.groups import (
+    REASON_FORCED,
+    REASON_TIMEOUT,
+    ClosedGroup,
+    OpenGroup,
+)
 from processors.windows.operator import SessionWindow, now_ms, session_window
 from processors.windows.reference import reference_session_window
-from processors.windows.state import REASON_TIMEOUT, ClosedGroup, SessionState, received_at
+from processors.windows.state import SessionState, received_at
 
 __all__ = [
+    "REASON_FORCED",
     "REASON_TIMEOUT",
     "ClosedGroup",
+    "OpenGroup",
     "SessionState",
     "SessionWindow",
     "now_ms",

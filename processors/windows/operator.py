@@ -24,7 +24,8 @@ from typing import Any, Generic
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
-from processors.windows.state import ClosedGroup, K, M, SessionState, T, received_at
+from processors.windows.groups import ClosedGroup
+from processors.windows.state import K, M, SessionState, T, received_at
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,15 @@ def now_ms(scheduler: abc.SchedulerBase) -> int:
 class SessionWindow(Generic[K, T, M]):
     """Stateful Rx operator: ``Observable[(partition, offset, T)] -> Observable[ClosedGroup]``.
 
-    Completion of the source completes the output *without* emitting open (partial)
-    groups; an error is forwarded. Use :func:`session_window` to build one.
+    Keyed session windows: a quiet ``timeout_ms`` closes a group. ``key_fn(value)`` gives
+    the group key; ``time_fn(value)`` the event time in epoch ms (default
+    ``value.received_at``); ``element_fn(value)`` what a group keeps per record
+    (default: the value itself). ``grace_ms`` delays wall-clock closing for clock skew
+    and publish delay (≈1000 in production, 0 to match the stock chain). ``caught_up``
+    is the initial state of partitions not reported yet (the runtime reports each
+    partition with :meth:`set_caught_up`). ``on_open(partition, offset)`` is called when
+    a group opens, with its first offset. Completion of the source completes the output
+    *without* emitting open (partial) groups; an error is forwarded.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class SessionWindow(Generic[K, T, M]):
             element_fn=element_fn,
             on_open=on_open,
         )
+        self.log_clock = False
         self._scheduler = scheduler
         self._active: abc.SchedulerBase | None = None
         self._observer: abc.ObserverBase[ClosedGroup[K, T, M]] | None = None
@@ -169,9 +178,27 @@ class SessionWindow(Generic[K, T, M]):
 
     # -- control and queries (the Kafka wiring's handle) -----------------------------
 
+    def use_log_clock(self) -> None:
+        """Close groups only by :meth:`advance` (the bus's ``clock.tick`` records): no
+        record time moves the clock and the scheduler's clock is never used."""
+        self.log_clock = True
+        self.state.record_clock = False
+        self.state.caught_up_default = False
+        for partition in self.state.partitions():
+            self.state.set_caught_up(partition, False)
+        self._rearm()
+
     def set_caught_up(self, partition: int, caught_up: bool = True) -> None:
-        """The consumer reached (``True``) or fell behind (``False``) the partition end."""
-        self.state.set_caught_up(partition, caught_up)
+        """The consumer reached (``True``) or fell behind (``False``) the partition end
+        (ignored with the log clock)."""
+        self.state.set_caught_up(partition, caught_up and not self.log_clock)
+        self._rearm()
+
+    def set_grace(self, grace_ms: int) -> None:
+        """How long after a deadline the wall clock may close a group (clock skew)."""
+        if grace_ms < 0:
+            raise ValueError("grace_ms must be >= 0")
+        self.state.grace_ms = grace_ms
         self._rearm()
 
     def revoke(self, partitions: Iterable[int]) -> int:
@@ -203,39 +230,8 @@ class SessionWindow(Generic[K, T, M]):
         return self.state.open_instances
 
 
-def session_window(
-    key_fn: Callable[[T], K],
-    timeout_ms: int,
-    scheduler: abc.SchedulerBase | None = None,
-    *,
-    grace_ms: int = 0,
-    caught_up: bool = True,
-    time_fn: Callable[[T], int] = received_at,
-    element_fn: Callable[[T], M] | None = None,
-    on_open: Callable[[int, int], None] | None = None,
-) -> SessionWindow[K, T, M]:
-    """Keyed session window operator (quiet ``timeout_ms`` closes a group).
-
-    ``key_fn(value)`` gives the group key; ``time_fn(value)`` the event time in epoch ms
-    (default ``value.received_at``); ``element_fn(value)`` what a group keeps per
-    record (default: the value itself). ``grace_ms`` delays wall-clock closing for
-    clock skew and publish delay (≈1000 in production, 0 to match the stock chain).
-    ``caught_up`` is the initial state of partitions not reported yet: the tests use
-    ``True``; the Kafka wiring passes ``False`` and reports each partition with
-    :meth:`SessionWindow.set_caught_up` once it reaches the high watermark.
-    ``on_open(partition, offset)`` is called when a group opens, with the offset to
-    hold in the consumer's ``CommitTracker`` until the group's record is durable.
-    """
-    return SessionWindow(
-        key_fn,
-        timeout_ms,
-        scheduler,
-        grace_ms=grace_ms,
-        caught_up=caught_up,
-        time_fn=time_fn,
-        element_fn=element_fn,
-        on_open=on_open,
-    )
+session_window = SessionWindow
+"""The operator's constructor in Rx style: ``source.pipe(session_window(key_fn, ...))``."""
 
 
 def _drop(_: object) -> None:

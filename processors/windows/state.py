@@ -9,10 +9,14 @@ partition):
 * event time of a record is ``time_fn(value)`` (``InstanceReceived.received_at``);
 * a group's deadline is ``max(event time in group) + timeout``; every record resets it,
   there is no maximum size or age;
-* **event clock**: the newest event time seen on a partition. A group closes when the
-  clock is *strictly* greater than its deadline (Clara's ``elapsed > timeout``), so a
-  record stamped exactly at the deadline still joins, and a gap longer than the timeout
-  splits a group. This rule alone makes groups a function of the log.
+* **event clock**: the clock of a partition. A group closes when the clock is
+  *strictly* greater than its deadline (Clara's ``elapsed > timeout``), so a record
+  stamped exactly at the deadline still joins, and a gap longer than the timeout splits
+  a group. Two ways to move it, both functions of the log: by the records' own times
+  (``record_clock``: the newest event time seen), or only by :meth:`SessionState.advance`
+  (the runtime does it with the bus's ``clock.tick`` records, which are in the log:
+  docs/processing.md "Time"); then a record joins its key's open group whatever its
+  time, and only the ticks close groups.
 * **wall clock**: once a partition is caught up with its end, :meth:`SessionState.sweep`
   at ``now`` also closes groups whose deadline is ``<= now - grace``. ``<=`` because the
   sweep runs at the instant the quiet period has fully elapsed -- the instant RxPY's
@@ -30,39 +34,19 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
+
+from processors.windows.groups import REASON_MAX_AGE, REASON_TIMEOUT, ClosedGroup, OpenGroup
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 M = TypeVar("M")
 
-REASON_TIMEOUT = "timeout"
 _NEVER = -(1 << 62)  # an event clock that has seen nothing
 _NO_KEY: Any = object()  # add() without a precomputed key
 
 received_at: Callable[[Any], int] = attrgetter("received_at")
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedGroup(Generic[K, T, M]):
-    """One closed session: what the window emits.
-
-    ``members`` and ``offsets`` are in arrival order (same length); ``opener`` is the
-    whole record that opened the group (members may be a smaller projection of it);
-    ``deadline`` is ``last_received_at + timeout``, the deterministic close time.
-    """
-
-    partition: int
-    key: K
-    members: tuple[M, ...]
-    offsets: tuple[int, ...]
-    first_received_at: int
-    last_received_at: int
-    deadline: int
-    opener: T
-    reason: str = REASON_TIMEOUT
 
 
 class _Open:
@@ -115,6 +99,8 @@ class SessionState(Generic[K, T, M]):
         element_fn: Callable[[T], M] | None = None,
         emit: Callable[[ClosedGroup[K, T, M]], None] | None = None,
         on_open: Callable[[int, int], None] | None = None,
+        record_clock: bool = True,
+        max_age_ms: int | None = None,
     ) -> None:
         if timeout_ms < 0 or grace_ms < 0:
             raise ValueError("timeout_ms and grace_ms must be >= 0")
@@ -127,22 +113,28 @@ class SessionState(Generic[K, T, M]):
         self.emit: Callable[[ClosedGroup[K, T, M]], None] = emit or _discard
         self.on_due: Callable[[int], None] | None = None
         self.on_open = on_open
+        self.record_clock = record_clock
+        self.max_age_ms = max_age_ms
         self._parts: dict[int, _Partition] = {}
         self._seq = 0
         self._open_instances = 0
 
     # -- records ---------------------------------------------------------------------
 
-    def add(self, partition: int, offset: int, value: T, key: Any = _NO_KEY) -> None:
-        """Take one record: advance the partition's event clock, then join or open.
+    def add(
+        self, partition: int, offset: int, value: T, key: Any = _NO_KEY, time: int | None = None
+    ) -> None:
+        """Take one record: advance the partition's event clock (``record_clock``), then
+        join or open.
 
-        ``key`` may be given when the caller already computed it (else ``key_fn``).
+        ``key`` may be given when the caller already computed it (else ``key_fn``), and
+        ``time`` (else ``time_fn``).
         """
-        t = self.time_fn(value)
+        t = self.time_fn(value) if time is None else time
         part = self._parts.get(partition)
         if part is None:
             part = self._parts[partition] = _Partition(self.caught_up_default)
-        if t > part.clock:
+        if self.record_clock and t > part.clock:
             part.clock = t
             heap = part.heap
             if heap and heap[0][0] < t:
@@ -162,21 +154,23 @@ class SessionState(Generic[K, T, M]):
             elif t < group.first:
                 group.first = t
             return
-        part.groups[key] = _Open(t, seq, member, offset, value)
+        group = part.groups[key] = _Open(t, seq, member, offset, value)
         if self.on_open is not None:
             self.on_open(partition, offset)
-        deadline = t + self.timeout_ms
+        deadline = self._due(group)[0]
         heapq.heappush(part.heap, (deadline, seq, key))
-        if deadline < part.clock:  # a late record whose window has already passed
+        if self.record_clock and deadline < part.clock:  # its window has already passed
             self._expire_event_time(partition, part)
         elif part.caught_up and self.on_due is not None:
             self.on_due(deadline + self.grace_ms)
 
     def advance(self, partition: int, time_ms: int) -> None:
-        """Advance a partition's event clock without adding a record.
+        """Advance a partition's event clock without adding a record; closes the groups
+        it passes.
 
-        For inputs that are skipped because a closed group already covers them: they
-        moved the clock in the original run, so they must move it in a replay too.
+        With ``record_clock``: for inputs skipped because a closed group already covers
+        them (they moved the clock in the original run, so they must in a replay too).
+        Without: the clock's only mover (the bus's ``clock.tick`` records).
         """
         part = self._parts.get(partition)
         if part is None:
@@ -186,20 +180,44 @@ class SessionState(Generic[K, T, M]):
             if part.heap and part.heap[0][0] < time_ms:
                 self._expire_event_time(partition, part)
 
-    def _expire_event_time(self, partition: int, part: _Partition) -> None:
-        closed: list[ClosedGroup[K, T, M]] = []
-        heap, groups, timeout, clock = part.heap, part.groups, self.timeout_ms, part.clock
-        while heap and heap[0][0] < clock:
+    def _due(self, group: _Open) -> tuple[int, str]:
+        """When ``group`` is due to close, and why."""
+        quiet = group.last + self.timeout_ms
+        if self.max_age_ms is not None and group.first + self.max_age_ms < quiet:
+            return group.first + self.max_age_ms, REASON_MAX_AGE
+        return quiet, REASON_TIMEOUT
+
+    def _pop_due(
+        self, partition: int, part: _Partition, limit: int, *, inclusive: bool
+    ) -> list[tuple[int, int, ClosedGroup[K, T, M]]]:
+        """Close the groups of ``part`` due before ``limit`` (or at it, ``inclusive``);
+        heap entries of groups extended since are re-pushed at their new due time."""
+        found: list[tuple[int, int, ClosedGroup[K, T, M]]] = []
+        heap, groups = part.heap, part.groups
+        while heap and (heap[0][0] <= limit if inclusive else heap[0][0] < limit):
             deadline, seq, key = heapq.heappop(heap)
             group = groups[key]
-            actual = group.last + timeout
+            actual, reason = self._due(group)
             if actual == deadline and group.seq == seq:
                 del groups[key]
-                closed.append(self._closed(partition, key, group, deadline))
+                found.append((deadline, seq, self._closed(partition, key, group, deadline, reason)))
             else:
                 heapq.heappush(heap, (actual, group.seq, key))
-        for item in closed:
+        return found
+
+    def _expire_event_time(self, partition: int, part: _Partition) -> None:
+        for _, _, item in self._pop_due(partition, part, part.clock, inclusive=False):
             self.emit(item)
+
+    def close(self, partition: int, key: Any, reason: str, at: int) -> bool:
+        """Close the open group of ``key`` on ``partition`` now (e.g. ``forced`` by an
+        operator), due at ``at``; False when there is no such open group."""
+        part = self._parts.get(partition)
+        group = part.groups.pop(key, None) if part is not None else None
+        if group is None:
+            return False
+        self.emit(self._closed(partition, key, group, at, reason))
+        return True  # its heap entry is dropped lazily (no group for the key, or a newer one)
 
     # -- wall clock ------------------------------------------------------------------
 
@@ -210,26 +228,23 @@ class SessionState(Generic[K, T, M]):
         how many closed.
         """
         limit = now_ms - self.grace_ms
-        timeout = self.timeout_ms
         found: list[tuple[int, int, ClosedGroup[K, T, M]]] = []
         for partition, part in self._parts.items():
-            if not part.caught_up:
-                continue
-            heap, groups = part.heap, part.groups
-            while heap and heap[0][0] <= limit:
-                deadline, seq, key = heapq.heappop(heap)
-                group = groups[key]
-                actual = group.last + timeout
-                if actual == deadline and group.seq == seq:
-                    del groups[key]
-                    found.append((deadline, seq, self._closed(partition, key, group, deadline)))
-                else:
-                    heapq.heappush(heap, (actual, group.seq, key))
+            if part.caught_up:
+                found.extend(self._pop_due(partition, part, limit, inclusive=True))
         if len(found) > 1:
             found.sort(key=_deadline_then_seq)
         for _, _, item in found:
             self.emit(item)
         return len(found)
+
+    def next_deadline(self, partition: int) -> int | None:
+        """The earliest deadline of an open group on ``partition`` (may be early: an
+        extended group's older entry; ``None``: no open group)."""
+        part = self._parts.get(partition)
+        if part is None or not part.heap:
+            return None
+        return part.heap[0][0]
 
     def next_due(self) -> int | None:
         """Wall time (ms) of the next useful sweep, or ``None`` if none is needed.
@@ -323,7 +338,7 @@ class SessionState(Generic[K, T, M]):
     # -- helpers ---------------------------------------------------------------------
 
     def _closed(
-        self, partition: int, key: Any, group: _Open, deadline: int
+        self, partition: int, key: Any, group: _Open, deadline: int, reason: str
     ) -> ClosedGroup[K, T, M]:
         self._open_instances -= len(group.offsets)
         return ClosedGroup(
@@ -335,7 +350,22 @@ class SessionState(Generic[K, T, M]):
             last_received_at=group.last,
             deadline=deadline,
             opener=group.opener,
+            reason=reason,
         )
+
+    def open_groups_of(self, partition: int) -> list[OpenGroup[K]]:
+        """Snapshots of the open groups of ``partition``, oldest first."""
+        part = self._parts.get(partition)
+        if part is None:
+            return []
+        out: list[OpenGroup[K]] = []
+        for key, group in part.groups.items():
+            due, reason = self._due(group)
+            first, count = group.offsets[0], len(group.offsets)
+            out.append(
+                OpenGroup(partition, key, first, count, group.first, group.last, due, reason)
+            )
+        return out
 
 
 def _discard(_: object) -> None:

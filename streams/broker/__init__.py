@@ -5,45 +5,34 @@ Apache Kafka in KRaft mode from Maven jars (:class:`KafkaBroker`, jars fetched b
 :func:`start_embedded_broker` picks the best one available.
 """
 
-from streams.broker.base import LocalBroker, free_port, log_excerpt, log_tail
-from streams.broker.embedded import AUTO, select_embedded_broker, start_embedded_broker
+from streams.broker.base import LocalBroker, free_port
+from streams.broker.embedded import select_embedded_broker, start_embedded_broker
 from streams.broker.jars import (
-    CACHE_ENV,
     KAFKA_VERSION,
-    cache_root,
     fetch_kafka_jars,
-    find_java,
     is_kafka_version,
     jars_present,
     kafka_libs_dir,
     kafka_version_of,
 )
 from streams.broker.kafka import KafkaBroker, new_cluster_id
-from streams.broker.ready import describe_cluster, wait_until_serving
-from streams.broker.tansu import TansuBroker, find_tansu_binary, tansu_version
+from streams.broker.ready import describe_cluster
+from streams.broker.tansu import TansuBroker, find_tansu_binary
 
 __all__ = [
-    "AUTO",
-    "CACHE_ENV",
     "KAFKA_VERSION",
     "KafkaBroker",
     "LocalBroker",
     "TansuBroker",
-    "cache_root",
     "describe_cluster",
     "fetch_kafka_jars",
-    "find_java",
     "find_tansu_binary",
     "free_port",
     "is_kafka_version",
     "jars_present",
     "kafka_libs_dir",
     "kafka_version_of",
-    "log_excerpt",
-    "log_tail",
     "new_cluster_id",
     "select_embedded_broker",
     "start_embedded_broker",
-    "tansu_version",
-    "wait_until_serving",
 ]

@@ -25,6 +25,7 @@ from typing import IO, Any, Self
 
 from streams.broker.ready import wait_until_serving
 from streams.errors import BrokerError
+from streams.kafka.clients import Connection
 from streams.lifecycle import Service
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,11 @@ class LocalBroker(Service, abc.ABC):
         return f"{self.host}:{self.port}"
 
     @property
+    def connection(self) -> Connection:
+        """How clients reach the broker (a bare address, or one with security options)."""
+        return self.bootstrap_servers
+
+    @property
     def running(self) -> bool:
         """Whether the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
@@ -192,7 +198,7 @@ class LocalBroker(Service, abc.ABC):
         self._spawn(argv)
         try:
             cluster = await wait_until_serving(
-                self.bootstrap_servers,
+                self.connection,
                 died=self._death_message,
                 timeout_s=self.start_timeout_s,
                 what=self.description,

@@ -26,7 +26,9 @@ from streams.broker.jars import (
     kafka_libs_dir,
     kafka_version_of,
 )
+from streams.broker.secure import SecureBroker
 from streams.errors import BrokerError
+from streams.kafka.clients import Connection
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,9 @@ class KafkaBroker(LocalBroker):
 
     ``data_dir`` holds the log directory and survives restarts; storage is formatted only
     the first time. ``port``/``controller_port`` default to the ports used last time if
-    still free, else to free loopback ports. ``heap`` is the JVM ``-Xmx``.
+    still free, else to free loopback ports. ``heap`` is the JVM ``-Xmx``. ``secure``
+    serves clients over ``SASL_SSL`` only, with SCRAM users and ACLs
+    (:mod:`streams.broker.secure`; the data folder must be new or secure already).
     """
 
     kind = "kafka"
@@ -86,10 +90,13 @@ class KafkaBroker(LocalBroker):
         properties: Mapping[str, str] | None = None,
         start_timeout_s: float = 90.0,
         stop_timeout_s: float = 30.0,
+        secure: bool = False,
     ) -> None:
         super().__init__(
             host=host, port=port, start_timeout_s=start_timeout_s, stop_timeout_s=stop_timeout_s
         )
+        self.secure = secure
+        self.security: SecureBroker | None = None
         self.data_dir = Path(data_dir).resolve()
         self.libs_dir = Path(libs_dir) if libs_dir is not None else kafka_libs_dir(version)
         self._requested_version = version
@@ -106,7 +113,15 @@ class KafkaBroker(LocalBroker):
 
     @property
     def description(self) -> str:
-        return f"Apache Kafka {self.version} (KRaft)"
+        mode = ", SASL_SSL + SCRAM-SHA-512" if self.secure else ""
+        return f"Apache Kafka {self.version} (KRaft{mode})"
+
+    @property
+    def connection(self) -> Connection:
+        """The address; in secure mode, a connection as the ``admin`` super user."""
+        if self.security is None:
+            return self.bootstrap_servers
+        return self.security.connection(self.bootstrap_servers)
 
     @property
     def log_dir(self) -> Path:
@@ -147,6 +162,9 @@ class KafkaBroker(LocalBroker):
         port = self._pick_port(self._requested_port, state.get("port"))
         cport = self._pick_port(self._requested_controller_port, state.get("controller_port"), port)
         self.controller_port = cport
+        if self.secure:
+            hosts = list(dict.fromkeys([self.host, "localhost", "127.0.0.1"]))
+            self.security = SecureBroker.prepare(self.data_dir / "security", hosts)
         self.properties_path.write_text(self._render_properties(port, cport), encoding="utf-8")
         classpath = f"{self.libs_dir}/*"
         if not (self.log_dir / "meta.properties").is_file():
@@ -183,17 +201,20 @@ class KafkaBroker(LocalBroker):
                 return port
 
     def _render_properties(self, port: int, cport: int) -> str:
+        client = "SASL_SSL" if self.security is not None else "PLAINTEXT"
         props: dict[str, str] = {
             "process.roles": "broker,controller",
             "node.id": str(_NODE_ID),
             "controller.quorum.voters": f"{_NODE_ID}@{self.host}:{cport}",
-            "listeners": f"PLAINTEXT://{self.host}:{port},CONTROLLER://{self.host}:{cport}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{port}",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "listeners": f"{client}://{self.host}:{port},CONTROLLER://{self.host}:{cport}",
+            "advertised.listeners": f"{client}://{self.host}:{port}",
+            "inter.broker.listener.name": client,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.log_dir),
         }
+        if self.security is not None:
+            props.update(self.security.properties(client))
         props.update(DEFAULT_PROPERTIES)
         props.update(self._properties)
         lines = ["# Written by dicom-adapter at every start; edits are overwritten."]
@@ -214,6 +235,7 @@ class KafkaBroker(LocalBroker):
             cluster_id,
             "-c",
             str(self.properties_path),
+            *(self.security.format_arguments() if self.security is not None else ()),
         ]
         try:
             done = subprocess.run(

@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.errors import BrokerError
+from streams.kafka.clients import Connection, connection
 
 log = logging.getLogger(__name__)
 
@@ -19,17 +19,16 @@ _PROBE_TIMEOUT_S = 5.0
 
 
 async def describe_cluster(
-    bootstrap_servers: str, timeout_s: float = _PROBE_TIMEOUT_S
+    kafka: Connection, timeout_s: float = _PROBE_TIMEOUT_S
 ) -> dict[str, Any]:
     """One metadata round trip: ``{"brokers": [...], "cluster_id": ..., "controller_id": ...}``.
 
-    Raises :class:`aiokafka.errors.KafkaError`, :class:`OSError` or
+    ``kafka`` is a bare ``host:port`` (plaintext) or a connection with its security
+    options. Raises :class:`aiokafka.errors.KafkaError`, :class:`OSError` or
     :class:`TimeoutError` when the broker does not answer.
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        request_timeout_ms=int(timeout_s * 1000),
-        client_id="dicom-adapter-probe",
+    admin = connection(kafka).admin(
+        client_id="dicom-adapter-probe", request_timeout_ms=int(timeout_s * 1000)
     )
     try:
         async with asyncio.timeout(timeout_s):
@@ -40,8 +39,8 @@ async def describe_cluster(
         await admin.close()
 
 
-async def _connectable(bootstrap_servers: str) -> None:
-    host, _, port = bootstrap_servers.split(",", maxsplit=1)[0].rpartition(":")
+async def _connectable(kafka: Connection) -> None:
+    host, _, port = str(kafka).split(",", maxsplit=1)[0].rpartition(":")
     async with asyncio.timeout(_PROBE_TIMEOUT_S):
         _, writer = await asyncio.open_connection(host, int(port))
     writer.close()
@@ -49,7 +48,7 @@ async def _connectable(bootstrap_servers: str) -> None:
 
 
 async def wait_until_serving(
-    bootstrap_servers: str,
+    kafka: Connection,
     *,
     died: Callable[[], str | None],
     timeout_s: float,
@@ -69,8 +68,8 @@ async def wait_until_serving(
             raise BrokerError(message)
         try:
             # A plain connect first keeps aiokafka from logging refused connections at ERROR.
-            await _connectable(bootstrap_servers)
-            cluster = await describe_cluster(bootstrap_servers)
+            await _connectable(kafka)
+            cluster = await describe_cluster(kafka)
         except (KafkaError, OSError, TimeoutError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         else:
@@ -79,8 +78,8 @@ async def wait_until_serving(
             last_error = "metadata lists no brokers yet"
         if loop.time() >= deadline:
             raise BrokerError(
-                f"{what} did not serve metadata at {bootstrap_servers} within {timeout_s:.0f} s "
+                f"{what} did not serve metadata at {kafka} within {timeout_s:.0f} s "
                 f"(last probe: {last_error})"
             )
-        log.debug("waiting for %s at %s: %s", what, bootstrap_servers, last_error)
+        log.debug("waiting for %s at %s: %s", what, kafka, last_error)
         await asyncio.sleep(_POLL_S)

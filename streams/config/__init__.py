@@ -5,9 +5,9 @@ environment overrides and raises :class:`streams.errors.ConfigError` listing eve
 problem at once.
 """
 
-from streams.config.fields import AE_TITLE_MAX_LEN, check_ae_title, mask_url
+from streams.config.export import DicomDestination, DicomWebDestination, ExportConfig
+from streams.config.fields import mask_url
 from streams.config.loader import (
-    CONFIG_PATH_ENV,
     ENV_PREFIX,
     KAFKA_ENV,
     ConfigSource,
@@ -16,36 +16,33 @@ from streams.config.loader import (
     read_source,
 )
 from streams.config.models import (
+    DEFAULT_CALLING_AE,
     DEFAULT_PROCESSOR,
     AdapterConfig,
     AeTitleConfig,
     HttpConfig,
     KafkaConfig,
-    ProcessorRuntimeConfig,
     ScpConfig,
-    SourceAe,
     SubmitterConfig,
 )
-from streams.config.problems import format_loc, format_validation_error, show, where
+from streams.config.problems import format_validation_error, show, where
 
 __all__ = [
-    "AE_TITLE_MAX_LEN",
-    "CONFIG_PATH_ENV",
+    "DEFAULT_CALLING_AE",
     "DEFAULT_PROCESSOR",
     "ENV_PREFIX",
     "KAFKA_ENV",
     "AdapterConfig",
     "AeTitleConfig",
     "ConfigSource",
+    "DicomDestination",
+    "DicomWebDestination",
+    "ExportConfig",
     "HttpConfig",
     "KafkaConfig",
-    "ProcessorRuntimeConfig",
     "ScpConfig",
-    "SourceAe",
     "SubmitterConfig",
     "build_config",
-    "check_ae_title",
-    "format_loc",
     "format_validation_error",
     "load_config",
     "mask_url",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 AE_TITLE_MAX_LEN = 16  # PS3.5 §6.2, VR "AE"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]+")
 _ADAPTER_ID = re.compile(r"[A-Za-z0-9._-]+")
+_DESTINATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Longest topic suffix the adapter appends (".instances"); Kafka topic names are <= 249.
 _TOPIC_SUFFIX_LEN = len(".instances")
 _KAFKA_TOPIC_MAX = 249
@@ -54,6 +55,17 @@ def check_adapter_id(value: str) -> str:
         raise ValueError(
             f"{value!r} is not a valid adapter id; use 1 to 64 letters, digits, '.', '_' "
             "or '-', e.g. adapter-1"
+        )
+    return value
+
+
+def check_destination_name(value: str) -> str:
+    """An export destination's name (in events, CLI arguments and logs): 1 to 64 of
+    ``A-Z a-z 0-9 . _ -``, starting with a letter or digit."""
+    if not _DESTINATION.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid destination name; use 1 to 64 letters, digits, '.', "
+            "'_' or '-' starting with a letter or digit, e.g. pacs-main"
         )
     return value
 

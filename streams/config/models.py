@@ -12,119 +12,73 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
+from streams.config.base import (
+    AeTitle,
+    Float,
+    Int,
+    NonEmptyStr,
+    Port,
+    StrictModel,
+    check_backoff,
+    duplicates,
+    problem,
+    validate_with,
+)
+from streams.config.export import DicomDestination, ExportConfig
 from streams.config.fields import (
     check_adapter_id,
-    check_ae_title,
     check_bootstrap_servers,
     check_http_url,
     check_topic_prefix,
     mask_url,
 )
-
-
-def _not_bool(value: Any) -> Any:
-    # Lax pydantic reads true as 1; "port: yes" is a mistake, not a port.
-    if isinstance(value, bool):
-        raise ValueError(f"{str(value).lower()} is a boolean; use a number")
-    return value
-
-
-AeTitle = Annotated[str, AfterValidator(check_ae_title)]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
-Port = Annotated[Int, Field(ge=0, le=65535)]
+from streams.config.security import (
+    HttpAuth,
+    KafkaSecurity,
+    ScpTls,
+    SecurityConfig,
+    TlsServer,
+    check_secret_length,
+    secret_from_file,
+)
 
 DEFAULT_PROCESSOR = "aetitle"
+#: Our AE title towards an export destination when nothing else names one.
+DEFAULT_CALLING_AE = "DICOMADAPTER"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _problem(loc: tuple[str | int, ...], value: Any, message: str) -> InitErrorDetails:
-    # No context is passed, so braces in user values are never taken for template fields.
-    return InitErrorDetails(type=PydanticCustomError("config", message), loc=loc, input=value)
-
-
-def _validate_with(
-    handler: Callable[[Any], Any], value: Any, extra: list[InitErrorDetails], title: str
-) -> Any:
-    """Run pydantic's own validation and add ``extra`` problems, so all come out at once."""
-    try:
-        result = handler(value)
-    except ValidationError as exc:
-        if not extra:
-            raise
-        raise ValidationError.from_exception_data(exc.title, [*_as_details(exc), *extra]) from None
-    if extra:
-        raise ValidationError.from_exception_data(title, extra)
-    return result
-
-
-def _as_details(exc: ValidationError) -> list[InitErrorDetails]:
-    """Re-raisable copies of pydantic's errors that keep ``type`` and ``ctx`` for the
-    formatter (our own ``config`` problems keep their message)."""
-    out: list[InitErrorDetails] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if err["type"] == "config":
-            out.append(_problem(loc, err["input"], err["msg"]))
-            continue
-        detail = InitErrorDetails(type=err["type"], loc=loc, input=err["input"])
-        if "ctx" in err:
-            detail["ctx"] = err["ctx"]
-        out.append(detail)
-    return out
-
-
-def _duplicates(items: Any, key: str, what: str, prefix: str) -> list[InitErrorDetails]:
-    """One problem per repeated ``key`` value in a raw list of mappings (case-sensitive)."""
-    if not isinstance(items, Iterable) or isinstance(items, str | bytes | dict):
-        return []
-    seen: dict[str, int] = {}
-    out: list[InitErrorDetails] = []
-    for index, item in enumerate(items):
-        value = item.get(key) if isinstance(item, dict) else getattr(item, key, None)
-        if not isinstance(value, str):
-            continue
-        if value in seen:
-            out.append(
-                _problem(
-                    (index, key),
-                    value,
-                    f"{value!r} is already used by {prefix}[{seen[value]}]; {what} must be "
-                    "unique (case-sensitive), remove or rename one",
-                )
-            )
-        else:
-            seen[value] = index
-    return out
-
-
-def _numbers(*values: Any) -> bool:
-    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-
-
-class KafkaConfig(_Model):
+class KafkaConfig(StrictModel):
     """Where events go. No ``bootstrap_servers`` means: start the embedded broker."""
 
     bootstrap_servers: Annotated[str, AfterValidator(check_bootstrap_servers)] | None = None
     topic_prefix: Annotated[str, AfterValidator(check_topic_prefix)] = "dicom"
     partitions: Int = Field(default=12, ge=1)
     replication_factor: Int = Field(default=1, ge=1)
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    #: HMAC key of the record keys (streams/events/keys.py); the same on every adapter
+    #: of a bus. None: the public lab secret.
+    key_secret: SecretStr | None = None
+    key_secret_file: Path | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _key_secret(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
+        extra: list[InitErrorDetails] = []
+        if isinstance(value, dict):
+            value = dict(value)
+            secret_from_file(value, "key_secret", extra)
+            what = "secret, the same on every adapter of the bus"
+            check_secret_length(value.get("key_secret"), ("key_secret",), extra, what)
+        return validate_with(handler, value, extra, cls.__name__)
+
+    def record_key_secret(self) -> bytes | None:
+        """The configured key secret as bytes (``None``: not configured)."""
+        if self.key_secret is None:
+            return None
+        return self.key_secret.get_secret_value().encode("utf-8")
 
     @property
     def instances_topic(self) -> str:
@@ -137,14 +91,14 @@ class KafkaConfig(_Model):
         return f"{self.topic_prefix}.jobs"
 
 
-class SourceAe(_Model):
+class SourceAe(StrictModel):
     """A calling AE allowed to send; ``host`` (IP or name) restricts where from."""
 
     ae_title: AeTitle
     host: NonEmptyStr | None = None
 
 
-class AeTitleConfig(_Model):
+class AeTitleConfig(StrictModel):
     """One called AE title of the SCP and the job processor that handles its instances."""
 
     ae_title: AeTitle
@@ -154,11 +108,14 @@ class AeTitleConfig(_Model):
     ignored_sop_classes: tuple[NonEmptyStr, ...] = ()
 
 
-class ScpConfig(_Model):
+class ScpConfig(StrictModel):
     """The DICOM C-STORE receiver (PS3.4 Annex B) and its storage guard."""
 
     host: NonEmptyStr = "0.0.0.0"
-    port: Port = 11112
+    #: The plain (unencrypted) DICOM port; ``None`` for TLS only.
+    port: Port | None = 11112
+    #: The DICOM TLS listener (PS3.15 Annex B); ``None``: none.
+    tls: ScpTls | None = None
     max_associations: Int = Field(default=25, ge=1, le=1000)
     max_pdu: Int = Field(default=0, ge=0)  # 0 = unlimited
     reject_unknown_sources: bool = False
@@ -171,34 +128,47 @@ class ScpConfig(_Model):
     acse_timeout_s: Float = Field(default=30.0, gt=0, le=3600)
     #: How long an association may stay silent (and a PDU may stall) before it is aborted.
     network_timeout_s: Float = Field(default=60.0, gt=0, le=86400)
+    #: How often the SCP says on ``<prefix>.sources`` what it still owes the bus (the
+    #: oldest instance not acknowledged by Kafka); processors close no group it may add to.
+    heartbeat_interval_ms: Int = Field(default=250, ge=20, le=60_000)
 
     @field_validator("ae_titles", mode="wrap")
     @classmethod
     def _unique_ae_titles(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
-        extra = _duplicates(value, "ae_title", "AE titles", "scp.ae_titles")
-        return _validate_with(handler, value, extra, cls.__name__)
+        extra = duplicates(value, "ae_title", "AE titles", "scp.ae_titles")
+        return validate_with(handler, value, extra, cls.__name__)
 
     @field_validator("sources", mode="wrap")
     @classmethod
     def _unique_sources(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
-        extra = _duplicates(value, "ae_title", "source AE titles", "scp.sources")
-        return _validate_with(handler, value, extra, cls.__name__)
+        extra = duplicates(value, "ae_title", "source AE titles", "scp.sources")
+        return validate_with(handler, value, extra, cls.__name__)
 
     @model_validator(mode="wrap")
     @classmethod
     def _sources_when_required(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
         extra: list[InitErrorDetails] = []
+        no_listener = isinstance(value, dict) and "port" in value and value["port"] is None
+        if no_listener and value.get("tls") is None:
+            extra.append(
+                problem(
+                    ("port",),
+                    None,
+                    "is null and scp.tls is not set, so the SCP would not listen at all; "
+                    "set a port, or configure scp.tls",
+                )
+            )
         required = isinstance(value, dict) and value.get("reject_unknown_sources") is True
         if required and not value.get("sources"):
             extra.append(
-                _problem(
+                problem(
                     ("reject_unknown_sources",),
                     True,
                     "is true but scp.sources is empty, so every association would be "
                     "rejected; list the allowed senders under scp.sources or set it false",
                 )
             )
-        return _validate_with(handler, value, extra, cls.__name__)
+        return validate_with(handler, value, extra, cls.__name__)
 
     def reserved_bytes(self, total_bytes: int) -> int:
         """Free space the SCP keeps: ``max(total x (1 - watermark), reserve_space_gb)``.
@@ -210,15 +180,26 @@ class ScpConfig(_Model):
         return max(by_watermark, int(self.reserve_space_gb * 1e9))
 
 
-class ProcessorRuntimeConfig(_Model):
-    """Runtime knobs of the job processors (windows are defined per AE title)."""
+class ProcessorRuntimeConfig(StrictModel):
+    """Runtime knobs of the job processors (windows are defined per AE title).
 
-    grace_ms: Int = Field(default=1000, ge=0)
+    Time is the bus's (docs/processing.md, "Time"): ``grace_ms`` is subtracted from the
+    bus watermark (publish-latency jitter between a source's heartbeat and its records);
+    a source silent for ``source_idle_timeout_s`` is declared lost and holds nothing
+    back any more; ``tick_keepalive_ms`` and ``tick_horizon_s``: while a partition saw
+    an instance within the horizon, a ``clock.tick`` is written at least that often, so
+    replays with longer timeouts still find the clock moving.
+    """
+
+    grace_ms: Int = Field(default=200, ge=0)
+    source_idle_timeout_s: Float = Field(default=60.0, gt=0, le=86400)
+    tick_keepalive_ms: Int = Field(default=5000, ge=100)
+    tick_horizon_s: Float = Field(default=600.0, ge=0)
     commit_interval_ms: Int = Field(default=1000, ge=1)
     batch_max_records: Int = Field(default=500, ge=1)
 
 
-class SubmitterConfig(_Model):
+class SubmitterConfig(StrictModel):
     """How closed groups become pipeline jobs: the jobs topic alone, or an HTTP platform."""
 
     kind: Literal["kafka", "http"] = "kafka"
@@ -236,37 +217,35 @@ class SubmitterConfig(_Model):
         if isinstance(value, dict):
             if value.get("kind") == "http" and value.get("url") is None:
                 extra.append(
-                    _problem(
+                    problem(
                         ("url",),
                         None,
                         "is required when kind is http; set it to the platform's job "
                         "endpoint, e.g. http://platform:8080/jobs",
                     )
                 )
-            low, high = value.get("backoff_initial_s", 1.0), value.get("backoff_max_s", 60.0)
-            if _numbers(low, high) and low > high:
-                extra.append(
-                    _problem(
-                        ("backoff_max_s",),
-                        high,
-                        f"{high} is below backoff_initial_s ({low}); make it at least that",
-                    )
-                )
-        return _validate_with(handler, value, extra, cls.__name__)
+            check_backoff(value, extra)
+        return validate_with(handler, value, extra, cls.__name__)
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, (mask_url(value) if name == "url" and isinstance(value, str) else value)
 
 
-class HttpConfig(_Model):
-    """The health/metrics HTTP endpoint; ``port: 0`` disables it."""
+class HttpConfig(StrictModel):
+    """The HTTP endpoint (probes, metrics, APIs); ``port: 0`` disables it.
 
-    host: NonEmptyStr = "0.0.0.0"
+    Every route but ``/healthz``, ``/readyz`` and ``/metrics`` needs a token from
+    ``auth`` or a verified client certificate (``tls.ca``); see docs/security.md.
+    """
+
+    host: NonEmptyStr = "127.0.0.1"
     port: Port = 8080
+    tls: TlsServer | None = None
+    auth: HttpAuth = Field(default_factory=HttpAuth)
 
 
-class AdapterConfig(_Model):
+class AdapterConfig(StrictModel):
     """Everything one adapter process needs; built once by :func:`load_config`."""
 
     adapter_id: Annotated[str, AfterValidator(check_adapter_id)] = "adapter-1"
@@ -275,7 +254,9 @@ class AdapterConfig(_Model):
     scp: ScpConfig = Field(default_factory=ScpConfig)
     processor: ProcessorRuntimeConfig = Field(default_factory=ProcessorRuntimeConfig)
     submitter: SubmitterConfig = Field(default_factory=SubmitterConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @field_validator("storage", mode="before")
     @classmethod
@@ -283,6 +264,21 @@ class AdapterConfig(_Model):
         if isinstance(value, str) and not value.strip():
             raise ValueError("is empty; use a directory such as ./data")
         return value
+
+    def with_kafka(self, bootstrap_servers: str) -> AdapterConfig:
+        """This config with ``kafka.bootstrap_servers`` set (``--kafka``, the embedded
+        broker): the one place a process keeps the broker address."""
+        kafka = self.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+        return self.model_copy(update={"kafka": kafka})
+
+    def calling_ae(self, destination: DicomDestination) -> str:
+        """Our AE title towards a DICOM destination: its ``calling_ae``, else the first
+        ``scp.ae_titles`` entry (the adapter's own AE), else ``DICOMADAPTER``."""
+        if destination.calling_ae:
+            return destination.calling_ae
+        if self.scp.ae_titles:
+            return self.scp.ae_titles[0].ae_title
+        return DEFAULT_CALLING_AE
 
     def ae_title(self, ae_title: str) -> AeTitleConfig | None:
         """The configuration of one called AE title (exact, case-sensitive), if any."""

@@ -23,6 +23,7 @@ from streams.config.fields import mask_url
 
 Loc = tuple[str | int, ...]
 _SECRET_KEYS = frozenset({"url"})
+_HIDDEN_KEYS = frozenset({"password", "token"})  # never echoed, not even masked
 _MAX_SHOWN = 60
 
 
@@ -57,15 +58,19 @@ def format_loc(loc: Sequence[str | int]) -> str:
 
 
 def where(loc: Sequence[str | int], data: Any) -> str:
-    """The location prefix of a problem, with the AE title of list items that have one.
+    """The location prefix of a problem, with the ``name`` (else the AE title) of list
+    items that have one.
 
-    ``('scp', 'ae_titles', 0, 'processor')`` -> ``scp.ae_titles[0] (CLARA-CT): processor``.
+    ``('scp', 'ae_titles', 0, 'processor')`` -> ``scp.ae_titles[0] (CLARA-CT): processor``;
+    ``('export', 'destinations', 1, 'port')`` -> ``export.destinations[1] (pacs): port``.
     """
     node = data
     for i, seg in enumerate(loc):
         node = _child(node, seg)
         if isinstance(seg, int) and isinstance(node, Mapping):
-            title = node.get("ae_title")
+            title = node.get("name")
+            if not isinstance(title, str):
+                title = node.get("ae_title")
             if isinstance(title, str):
                 head = f"{format_loc(loc[: i + 1])} ({title})"
                 tail = format_loc(loc[i + 1 :])
@@ -88,8 +93,9 @@ def format_validation_error(
     """
     lines: list[str] = []
     for err in exc.errors(include_url=False):
-        loc: Loc = tuple(err["loc"])
-        text = _describe(err, loc, model)
+        tagged: Loc = tuple(err["loc"])
+        text = _describe(err, tagged, model)
+        loc = _untagged(tagged, data)
         if loc and loc[-1] == "[key]":  # a mapping key of the wrong type
             loc = loc[:-2]
         line = f"{where(loc, data)}: {text}"
@@ -106,6 +112,8 @@ def _describe(err: Mapping[str, Any], loc: Loc, model: type[BaseModel] | None) -
     value = err.get("input")
     ctx: Mapping[str, Any] = err.get("ctx") or {}
     v = show(value, secret=bool(loc) and loc[-1] in _SECRET_KEYS)
+    if loc and loc[-1] in _HIDDEN_KEYS:
+        v = "'***'"
     if loc and loc[-1] == "[key]":
         return f"key {v} is not text; quote it (e.g. '{value}')"
     if kind == "config":
@@ -114,6 +122,13 @@ def _describe(err: Mapping[str, Any], loc: Loc, model: type[BaseModel] | None) -
         return str(ctx.get("error", err["msg"]))
     if kind == "missing":
         return "is required but missing; add it"
+    if kind == "union_tag_not_found":
+        return f"has no {_unquote(ctx.get('discriminator'))}; add one of {_tags(loc, model)}"
+    if kind == "union_tag_invalid":
+        return (
+            f"{_unquote(ctx.get('discriminator'))} {show(ctx.get('tag'))} is not one of "
+            f"{_tags(loc, model)}"
+        )
     if kind == "extra_forbidden":
         return _unknown_key(loc, model)
     if value is None and kind.endswith(("_type", "_parsing")):
@@ -166,32 +181,102 @@ def _unknown_key(loc: Loc, model: type[BaseModel] | None) -> str:
 
 
 def allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
-    """Keys accepted by the model found at ``loc`` (list indexes skipped)."""
-    current: type[BaseModel] | None = model
+    """Keys accepted by the model found at ``loc`` (list indexes skipped).
+
+    In a list of tagged models (``export.destinations``: ``kind: dicom | dicomweb``), a
+    segment naming a tag (pydantic puts it in error locations) picks that model; without
+    it, the keys of every model of the list are allowed.
+    """
+    candidates: list[type[BaseModel]] = [model]
     for seg in loc:
         if isinstance(seg, int):
             continue
-        if current is None:
+        tagged = [m for m in candidates if seg in _tag_values(m)]
+        if len(candidates) > 1 and tagged:
+            candidates = tagged[:1]
+            continue
+        found: list[type[BaseModel]] = []
+        for current in candidates:
+            fields = {(f.alias or name): f for name, f in current.model_fields.items()}
+            field = fields.get(seg)
+            if field is not None:
+                found.extend(_models_in(field.annotation))
+        candidates = found
+        if not candidates:
             return []
-        fields = {(f.alias or name): f for name, f in current.model_fields.items()}
-        field = fields.get(seg)
-        current = _model_in(field.annotation) if field is not None else None
-    if current is None:
-        return []
-    return [(f.alias or name) for name, f in current.model_fields.items()]
+    keys: list[str] = []
+    for current in candidates:
+        keys.extend(
+            key for name, f in current.model_fields.items() if (key := f.alias or name) not in keys
+        )
+    return keys
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        return [annotation]
     origin = typing.get_origin(annotation)
     if origin is None and not isinstance(annotation, types.UnionType):
-        return None
+        return []
+    found: list[type[BaseModel]] = []
     for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        found.extend(m for m in _models_in(arg) if m not in found)
+    return found
+
+
+def _tag_values(model: type[BaseModel]) -> tuple[str, ...]:
+    """The literal values of a model's ``kind`` field (its tag in a tagged union)."""
+    field = model.model_fields.get("kind")
+    if field is None or typing.get_origin(field.annotation) is not typing.Literal:
+        return ()
+    return tuple(str(v) for v in typing.get_args(field.annotation))
+
+
+def _tags(loc: Loc, model: type[BaseModel] | None) -> str:
+    """``'dicom' or 'dicomweb'``: the tags allowed in the list at ``loc``."""
+    if model is None:
+        return "the documented kinds"
+    found: list[str] = []
+    for member in _members_at(model, loc):
+        found.extend(_tag_values(member))
+    return " or ".join(repr(t) for t in found) if found else "the documented kinds"
+
+
+def _members_at(model: type[BaseModel], loc: Loc) -> list[type[BaseModel]]:
+    candidates: list[type[BaseModel]] = [model]
+    for seg in loc:
+        if isinstance(seg, int):
+            continue
+        found: list[type[BaseModel]] = []
+        for current in candidates:
+            field = current.model_fields.get(str(seg))
+            if field is not None:
+                found.extend(_models_in(field.annotation))
+        candidates = found
+    return candidates
+
+
+def _untagged(loc: Loc, data: Any) -> Loc:
+    """``loc`` without the tag pydantic adds after a list index in a tagged union
+    (``export.destinations[0].dicom.port`` -> ``export.destinations[0].port``)."""
+    out: list[str | int] = []
+    node = data
+    for i, seg in enumerate(loc):
+        previous = loc[i - 1] if i else None
+        if (
+            isinstance(previous, int)
+            and isinstance(node, Mapping)
+            and node.get("kind") == seg
+            and seg not in node
+        ):
+            continue
+        out.append(seg)
+        node = _child(node, seg)
+    return tuple(out)
+
+
+def _unquote(value: Any) -> str:
+    return str(value or "kind").strip("'")
 
 
 def _child(node: Any, seg: str | int) -> Any:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from streams.events.control import ClockTick, GroupCloseRequested, SourceHeartbeat
+
 Priority = Literal["lower", "normal", "higher", "immediate"]
 PRIORITIES: tuple[Priority, ...] = ("lower", "normal", "higher", "immediate")
 
@@ -20,6 +22,17 @@ JOB_SUBMITTED = "job.submitted"
 JOB_FAILED = "job.failed"
 INSTANCES_REMOVED = "instances.removed"
 JOB_RETRY_REQUESTED = "job.retry_requested"
+EXPORT_REQUESTED = "export.requested"
+EXPORT_PROGRESS = "export.progress"
+EXPORT_COMPLETED = "export.completed"
+EXPORT_FAILED = "export.failed"
+EXPORT_RETRY_REQUESTED = "export.retry_requested"
+
+#: What became of one instance in an export attempt: ``sent`` (the peer holds it),
+#: ``refused`` (the peer answered a failure status, in ``code``), ``failed`` (no status
+#: for it: not readable, no connection, association dropped, ...).
+ExportStatus = Literal["sent", "refused", "failed"]
+EXPORT_STATUSES: tuple[ExportStatus, ...] = ("sent", "refused", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,9 @@ class InstanceReceived:
     uri: str
     size: int
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: RFC 4514 subject of the sender's verified TLS client certificate (DICOM TLS with
+    #: client certificates, PS3.15 Annex B); "" over plain DICOM or without one.
+    peer_certificate_subject: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,16 @@ class GroupInstance:
     study_instance_uid: str
     series_instance_uid: str
     uri: str
+
+    @classmethod
+    def of(cls, instance: InstanceReceived) -> GroupInstance:
+        """The part of a received instance a closed group keeps."""
+        return cls(
+            sop_instance_uid=instance.sop_instance_uid,
+            study_instance_uid=instance.study_instance_uid,
+            series_instance_uid=instance.series_instance_uid,
+            uri=instance.uri,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +116,7 @@ class GroupClosed:
     inputs: tuple[InputOffset, ...]
     jobs: tuple[JobSpec, ...]
     patient_id: str = ""
+    input_topic: str = ""  # the inputs' topic when not the instances topic (rekeyed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +173,121 @@ class InstancesRemoved:
     group_event_id: str = ""  # envelope id of the group.closed whose files these were
 
 
+# -- exports (topic ``<prefix>.exports``, keyed by ``request_id``) ----------------------
+#
+# Every event of one request has the request id as its Kafka key, so one exporter owns a
+# request and reads its events in order. Events carry file references (``uri``) and SOP
+# Instance UIDs, never pixel data; free-text fields (``error``, ``reason``) never hold
+# patient names or IDs: errors are built from statuses, reasons and UIDs only.
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    """A file to export; its SOP identity is optional (the exporter reads it from the file)."""
+
+    uri: str
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequested:
+    """Send ``files`` to each named destination (``export.destinations[].name``).
+
+    ``request_id`` is the idempotency key: a repeated request with the same id is the
+    same export. ``job_id`` names the pipeline job whose results these are, if any.
+    """
+
+    request_id: str
+    destinations: tuple[str, ...]
+    files: tuple[ExportFile, ...]
+    job_id: str = ""
+    requested_by: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportInstance:
+    """One instance's outcome in an attempt; ``code`` is the peer's status for it
+    (C-STORE-RSP Status or STOW-RS FailureReason/WarningReason), ``None`` if none came.
+    ``retriable`` says whether a later attempt sends it again."""
+
+    sop_instance_uid: str
+    uri: str
+    status: ExportStatus
+    code: int | None = None
+    error: str = ""
+    retriable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportProgress:
+    """A batch of an attempt is done and more batches of the same attempt follow.
+
+    Written after each batch (one association or one STOW-RS request) except the last,
+    so that after a crash only the batch in flight is sent again, not the whole attempt.
+    """
+
+    request_id: str
+    destination: str
+    attempt: int
+    instances: tuple[ExportInstance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportCompleted:
+    """Every file of the request is at the destination; ``instances`` are those this
+    attempt's last batch delivered (earlier ones are in earlier events)."""
+
+    request_id: str
+    destination: str
+    attempt: int
+    instances: tuple[ExportInstance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFailed:
+    """An attempt left instances undelivered; ``will_retry=False`` means dead-lettered
+    (files kept; ``dicom-adapter export retry``). ``instances`` are the last batch's
+    outcomes plus every instance of the attempt that was not delivered."""
+
+    request_id: str
+    destination: str
+    attempt: int
+    error: str
+    will_retry: bool
+    retry_at: int = 0  # epoch ms of the next attempt when ``will_retry``; 0 otherwise
+    instances: tuple[ExportInstance, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRetryRequested:
+    """An operator asked to retry a dead-lettered export (``dicom-adapter export retry``);
+    ``destination`` empty means every dead-lettered destination of the request. It gives
+    one more round of ``export.max_attempts`` attempts, re-sending only what was not
+    delivered (instances refused earlier included)."""
+
+    request_id: str
+    destination: str = ""
+    requested_by: str = ""
+    reason: str = ""
+
+
 EventData = (
-    InstanceReceived | GroupClosed | JobSubmitted | JobFailed | InstancesRemoved | JobRetryRequested
+    InstanceReceived
+    | GroupClosed
+    | JobSubmitted
+    | JobFailed
+    | InstancesRemoved
+    | JobRetryRequested
+    | ExportRequested
+    | ExportProgress
+    | ExportCompleted
+    | ExportFailed
+    | ExportRetryRequested
+    | SourceHeartbeat
+    | ClockTick
+    | GroupCloseRequested
 )
 
 

@@ -18,7 +18,30 @@ from typing import Any
 
 import orjson
 
+from streams.events.control import (
+    CLOCK_TICK,
+    GROUP_CLOSE_REQUESTED,
+    SOURCE_HEARTBEAT,
+    ClockTick,
+    GroupCloseRequested,
+    SourceHeartbeat,
+    clock_tick,
+    group_close_requested,
+    source_heartbeat,
+)
+from streams.events.export_decoders import (
+    export_completed,
+    export_failed,
+    export_progress,
+    export_requested,
+    export_retry_requested,
+)
 from streams.events.records import (
+    EXPORT_COMPLETED,
+    EXPORT_FAILED,
+    EXPORT_PROGRESS,
+    EXPORT_REQUESTED,
+    EXPORT_RETRY_REQUESTED,
     GROUP_CLOSED,
     INSTANCE_RECEIVED,
     INSTANCES_REMOVED,
@@ -27,6 +50,11 @@ from streams.events.records import (
     JOB_SUBMITTED,
     Envelope,
     EventData,
+    ExportCompleted,
+    ExportFailed,
+    ExportProgress,
+    ExportRequested,
+    ExportRetryRequested,
     GroupClosed,
     GroupInstance,
     InputOffset,
@@ -70,6 +98,7 @@ def _instance_received(d: Mapping[str, Any]) -> InstanceReceived:
         uri=d["uri"],
         size=d["size"],
         tags=d.get("tags") or {},
+        peer_certificate_subject=d.get("peer_certificate_subject", ""),
     )
 
 
@@ -97,6 +126,7 @@ def _group_closed(d: Mapping[str, Any]) -> GroupClosed:
             for j in d["jobs"]
         ),
         patient_id=d.get("patient_id", ""),
+        input_topic=d.get("input_topic", ""),
     )
 
 
@@ -153,6 +183,14 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], EventData]] = {
     JOB_FAILED: _job_failed,
     INSTANCES_REMOVED: _instances_removed,
     JOB_RETRY_REQUESTED: _job_retry_requested,
+    EXPORT_REQUESTED: export_requested,
+    EXPORT_PROGRESS: export_progress,
+    EXPORT_COMPLETED: export_completed,
+    EXPORT_FAILED: export_failed,
+    EXPORT_RETRY_REQUESTED: export_retry_requested,
+    SOURCE_HEARTBEAT: source_heartbeat,
+    CLOCK_TICK: clock_tick,
+    GROUP_CLOSE_REQUESTED: group_close_requested,
 }
 
 _TYPES: dict[type[Any], str] = {
@@ -162,6 +200,14 @@ _TYPES: dict[type[Any], str] = {
     JobFailed: JOB_FAILED,
     InstancesRemoved: INSTANCES_REMOVED,
     JobRetryRequested: JOB_RETRY_REQUESTED,
+    ExportRequested: EXPORT_REQUESTED,
+    ExportProgress: EXPORT_PROGRESS,
+    ExportCompleted: EXPORT_COMPLETED,
+    ExportFailed: EXPORT_FAILED,
+    ExportRetryRequested: EXPORT_RETRY_REQUESTED,
+    SourceHeartbeat: SOURCE_HEARTBEAT,
+    ClockTick: CLOCK_TICK,
+    GroupCloseRequested: GROUP_CLOSE_REQUESTED,
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)

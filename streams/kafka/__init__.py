@@ -1,27 +1,50 @@
-"""Kafka plumbing: topics, the event publisher, and the consumer → Observable bridge."""
+"""Kafka plumbing: clients, topics, the publisher, the consumer-group shell and readers."""
 
-from streams.kafka.commits import CommitTracker
-from streams.kafka.observable import CommitMetadata, KafkaSource, PartitionsCallback, Throttle
-from streams.kafka.publisher import EventPublisher
-from streams.kafka.reader import LogSlice, read_to_end
-from streams.kafka.records import BatchEnd, PartitionProgress, Record, decode_message
-from streams.kafka.topics import TopicNames, ensure_topics, partition_counts, topic_names
+from streams.kafka.clients import Connection, KafkaConnection, connection
+from streams.kafka.commits import CommitTracker, HeldOffsets
+from streams.kafka.follower import LogFollower, LogHandler, committable_offset
+from streams.kafka.publisher import (
+    EventPublisher,
+    Publisher,
+    partition_for,
+    publish_until_acked,
+)
+from streams.kafka.reader import END, LogReader, read_to_end, read_topic
+from streams.kafka.records import BatchEnd, Record
+from streams.kafka.source import KafkaSource
+from streams.kafka.topics import (
+    TopicNames,
+    ensure_adapter_topics,
+    ensure_topics,
+    rekeyed_topic,
+    rekeyed_topic_configs,
+    topic_names,
+)
 
 __all__ = [
+    "END",
     "BatchEnd",
-    "CommitMetadata",
     "CommitTracker",
+    "Connection",
     "EventPublisher",
+    "HeldOffsets",
+    "KafkaConnection",
     "KafkaSource",
-    "LogSlice",
-    "PartitionProgress",
-    "PartitionsCallback",
+    "LogFollower",
+    "LogHandler",
+    "LogReader",
+    "Publisher",
     "Record",
-    "Throttle",
     "TopicNames",
-    "decode_message",
+    "committable_offset",
+    "connection",
+    "ensure_adapter_topics",
     "ensure_topics",
-    "partition_counts",
+    "partition_for",
+    "publish_until_acked",
     "read_to_end",
+    "read_topic",
+    "rekeyed_topic",
+    "rekeyed_topic_configs",
     "topic_names",
 ]

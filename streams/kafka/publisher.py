@@ -1,20 +1,55 @@
-"""Publishing events: acknowledged by all in-sync replicas before a call returns."""
+"""Publishing events: acknowledged by all in-sync replicas before a call returns.
+
+:class:`Publisher` is what every writer of the adapter needs (the SCP's delivery, the
+ledger writer, the submitter, the reclaimer); :class:`EventPublisher` is the one
+implementation on Kafka.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams.errors import BrokerError
 from streams.events import Envelope, encode
-from streams.lifecycle import Service
+from streams.kafka.clients import Connection, connection
+from streams.lifecycle import Service, first_of
 
 log = logging.getLogger(__name__)
+
+#: Pauses between attempts of :func:`publish_until_acked` (the last one repeats).
+PUBLISH_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+Items = Iterable[tuple[str, Envelope]]
+"""``(key, envelope)`` pairs to write in order."""
+Placement = Sequence[int | None] | None
+"""Per item, the partition to write to (``None``: the key decides)."""
+Positions = list[tuple[int, int]]
+"""Per item, ``(partition, offset)`` where it was written."""
+
+
+class Publisher(Protocol):
+    """Writes events and returns only once they are durable (acks=all)."""
+
+    async def publish(
+        self, topic: str, key: str, env: Envelope, *, partition: int | None = None
+    ) -> tuple[int, int]:
+        """Write ``env`` under ``key``; return ``(partition, offset)``; raise
+        :class:`~streams.errors.BrokerError` when the broker did not acknowledge it."""
+        ...
+
+    async def publish_many(
+        self, topic: str, items: Items, *, partitions: Placement = None
+    ) -> Positions:
+        """Write ``(key, envelope)`` pairs in order; return their positions in order."""
+        ...
 
 
 class EventPublisher(Service):
@@ -28,7 +63,7 @@ class EventPublisher(Service):
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: Connection,
         *,
         client_id: str = "dicom-adapter",
         idempotent: bool = True,
@@ -36,7 +71,7 @@ class EventPublisher(Service):
         request_timeout_ms: int = 30_000,
         producer_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = connection(kafka)
         self.client_id = client_id
         self._want_idempotent = idempotent
         self._idempotent = False
@@ -65,7 +100,7 @@ class EventPublisher(Service):
                 log.warning(
                     "the broker at %s refused an idempotent producer (%s: %s); publishing "
                     "WITHOUT idempotence: a retried send may duplicate or reorder events",
-                    self.bootstrap_servers,
+                    self.kafka,
                     type(exc).__name__,
                     exc,
                 )
@@ -73,8 +108,7 @@ class EventPublisher(Service):
         self._idempotent = False
 
     async def _open(self, *, idempotent: bool) -> Any:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
+        producer = self.kafka.producer(
             client_id=self.client_id,
             acks="all",
             enable_idempotence=idempotent,
@@ -86,7 +120,7 @@ class EventPublisher(Service):
             await producer.start()
         except KafkaConnectionError as exc:
             await producer.stop()
-            raise BrokerError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
+            raise BrokerError(f"cannot reach Kafka at {self.kafka}: {exc}") from exc
         except BaseException:
             await producer.stop()
             raise
@@ -120,12 +154,8 @@ class EventPublisher(Service):
         return int(meta.partition), int(meta.offset)
 
     async def publish_many(
-        self,
-        topic: str,
-        items: Iterable[tuple[str, Envelope]],
-        *,
-        partitions: Sequence[int | None] | None = None,
-    ) -> list[tuple[int, int]]:
+        self, topic: str, items: Items, *, partitions: Placement = None
+    ) -> Positions:
         """Send a batch of ``(key, envelope)``; return their ``(partition, offset)`` in order.
 
         Events are handed to the producer in order, so the order on each partition is the
@@ -150,3 +180,32 @@ class EventPublisher(Service):
         except KafkaError as exc:
             raise BrokerError(f"publishing a batch to {topic} failed: {exc}") from exc
         return [(int(m.partition), int(m.offset)) for m in metas]
+
+
+async def publish_until_acked(
+    publisher: Publisher, topic: str, key: str, env: Envelope, stop: asyncio.Event
+) -> bool:
+    """Write ``env`` until the broker acknowledges it; False if ``stop`` was set first.
+
+    For writers whose event records something already done (a submitted job, a
+    delivered export): waiting out a broker outage beats redoing the work. Broker errors
+    are logged at WARNING and retried after :data:`PUBLISH_RETRY_S`; any other error
+    propagates.
+    """
+    for attempt in itertools.count():
+        try:
+            await publisher.publish(topic, key, env)
+            return True
+        except BrokerError as exc:
+            delay = PUBLISH_RETRY_S[min(attempt, len(PUBLISH_RETRY_S) - 1)]
+            log.warning("cannot write %s, retrying in %.1f s: %s", env.type, delay, exc)
+            if await first_of(stop, None, delay):
+                return False
+    raise AssertionError("unreachable")
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition our producers write ``key`` to on a topic of ``partitions``
+    partitions (Kafka's default partitioner: murmur2 of the UTF-8 key), so a reader can
+    fetch one key's history from one partition."""
+    return int(DefaultPartitioner()(key.encode("utf-8"), list(range(partitions)), []))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
+from streams.config import KafkaConfig
 from streams.errors import BrokerError, ConfigError
+from streams.kafka.clients import Connection, connection
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +27,21 @@ _POLL_S = 0.1
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:
-    """The adapter's topics for one prefix (DESIGN.md §3.3)."""
+    """The adapter's topics for one prefix (DESIGN.md §3.3; exports: docs/export.md)."""
 
     instances: str
     jobs: str
+    sources: str
+    exports: str
 
-    def all(self) -> tuple[str, str]:
-        """Both names, instances first."""
-        return (self.instances, self.jobs)
+    def all(self) -> tuple[str, ...]:
+        """Every name, instances first."""
+        return (self.instances, self.jobs, self.sources, self.exports)
 
 
 def topic_names(prefix: str) -> TopicNames:
-    """``<prefix>.instances`` and ``<prefix>.jobs``; a bad prefix is a :class:`ConfigError`."""
+    """``<prefix>.instances``, ``.jobs``, ``.sources`` and ``.exports``; a bad prefix is a
+    :class:`ConfigError`."""
     longest = f"{prefix}.instances"
     if not prefix or not _LEGAL.match(prefix) or len(longest) > _MAX_TOPIC:
         raise ConfigError(
@@ -44,11 +50,79 @@ def topic_names(prefix: str) -> TopicNames:
                 f"digits, '.', '_' or '-' (at most {_MAX_TOPIC - len('.instances')} characters)"
             ]
         )
-    return TopicNames(instances=longest, jobs=f"{prefix}.jobs")
+    return TopicNames(
+        instances=longest,
+        jobs=f"{prefix}.jobs",
+        sources=f"{prefix}.sources",
+        exports=f"{prefix}.exports",
+    )
+
+
+def rekeyed_topic(prefix: str, ae_title: str) -> str:
+    """``<prefix>.rekeyed.<AE title>``: one AE title's instances keyed by its group key
+    (docs/processing.md, "Repartitioning"). An AE title may hold characters a topic
+    name cannot (PS3.5 §6.2: any of the default repertoire but backslash); they become
+    ``_`` and a short hash of the title keeps two such titles apart."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", ae_title)
+    if safe != ae_title:
+        safe += "-" + hashlib.sha256(ae_title.encode()).hexdigest()[:8]
+    return f"{prefix}.rekeyed.{safe}"
+
+
+def rekeyed_topic_configs() -> dict[str, str]:
+    """A rekeyed topic keeps each copy's timestamp: the instance's log time."""
+    return {"message.timestamp.type": "CreateTime"}
+
+
+def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
+    """The adapter's topics with their partition counts: the one place that knows them.
+
+    ``<prefix>.sources`` (heartbeats, keyed by source) has one partition: every
+    processor reads all of it.
+    """
+    names = topic_names(kafka.topic_prefix)
+    return {
+        names.instances: kafka.partitions,
+        names.jobs: kafka.partitions,
+        names.sources: 1,
+        names.exports: kafka.partitions,
+    }
+
+
+def adapter_topic_configs(kafka: KafkaConfig) -> dict[str, dict[str, str]]:
+    """Topic-level settings given at creation, per topic.
+
+    The instances topic is stamped by the broker (``LogAppendTime``): one clock per
+    partition, whatever the senders' clocks say (docs/processing.md, "Time"). The
+    sources topic keeps the last heartbeat of each source (compacted).
+    """
+    names = topic_names(kafka.topic_prefix)
+    return {
+        names.instances: {"message.timestamp.type": "LogAppendTime"},
+        names.sources: {
+            "cleanup.policy": "compact",
+            "segment.ms": "3600000",
+            "message.timestamp.type": "LogAppendTime",
+        },
+    }
+
+
+async def ensure_adapter_topics(
+    kafka: Connection, config: KafkaConfig, *, timeout_s: float = 30.0
+) -> dict[str, int]:
+    """Create the adapter's topics (:func:`adapter_topics`) if missing; returns each
+    topic's actual partition count (see :func:`ensure_topics`)."""
+    return await ensure_topics(
+        kafka,
+        adapter_topics(config),
+        config.replication_factor,
+        configs=adapter_topic_configs(config),
+        timeout_s=timeout_s,
+    )
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    kafka: Connection,
     names_with_partitions: Mapping[str, int],
     replication_factor: int = 1,
     *,
@@ -68,11 +142,8 @@ async def ensure_topics(
             raise ConfigError([f"topic {name!r} is not a valid Kafka topic name"])
         if partitions < 1:
             raise ConfigError([f"topic {name!r}: partitions must be at least 1, not {partitions}"])
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        client_id="dicom-adapter-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-    )
+    kafka = connection(kafka)
+    admin = kafka.admin(client_id="dicom-adapter-admin", request_timeout_ms=int(timeout_s * 1000))
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()
@@ -80,46 +151,13 @@ async def ensure_topics(
             return await _wait_for_leaders(admin, names_with_partitions)
     except TimeoutError:
         raise BrokerError(
-            f"topics {', '.join(names_with_partitions)} were not ready at {bootstrap_servers} "
+            f"topics {', '.join(names_with_partitions)} were not ready at {kafka} "
             f"within {timeout_s:.0f} s"
         ) from None
     except KafkaError as exc:
-        raise BrokerError(f"cannot create topics at {bootstrap_servers}: {exc}") from exc
+        raise BrokerError(f"cannot create topics at {kafka}: {exc}") from exc
     finally:
         await admin.close()
-
-
-async def partition_counts(
-    bootstrap_servers: str, names: Iterable[str], *, timeout_s: float = 30.0
-) -> dict[str, int]:
-    """Partition counts of those of ``names`` that exist (missing ones are left out).
-
-    Asks for the metadata of *all* topics, so a broker that auto-creates topics does
-    not create the missing ones just because they were asked about.
-    """
-    wanted = set(names)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        client_id="dicom-adapter-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-    )
-    try:
-        async with asyncio.timeout(timeout_s):
-            await admin.start()
-            described = await admin.describe_topics()
-    except TimeoutError:
-        raise BrokerError(
-            f"no metadata from {bootstrap_servers} within {timeout_s:.0f} s"
-        ) from None
-    except KafkaError as exc:
-        raise BrokerError(f"cannot read topics at {bootstrap_servers}: {exc}") from exc
-    finally:
-        await admin.close()
-    return {
-        topic["topic"]: len(topic.get("partitions") or [])
-        for topic in described
-        if topic["topic"] in wanted and not topic.get("error_code")
-    }
 
 
 async def _create(

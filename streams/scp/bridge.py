@@ -13,14 +13,18 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from streams.events import Envelope
-from streams.scp.delivery import DeliveryError
+from streams.scp.appender import DeliveryError
 
 
 class EventSink(Protocol):
     """Blocking, thread-side delivery of one event (what the C-STORE handler calls)."""
 
     def deliver(self, topic: str, key: str, env: Envelope) -> None:
-        """Return once the event is durable; raise :class:`DeliveryError` otherwise."""
+        """Return once the event is durable; raise :class:`DeliveryError` otherwise.
+
+        Any other exception is a bug in publishing (not the broker's failure, which the
+        outbox absorbs) and reaches the caller as it is.
+        """
         ...
 
 
@@ -43,7 +47,12 @@ class LoopBridge:
         self._timeout = timeout_s
 
     def deliver(self, topic: str, key: str, env: Envelope) -> None:
-        """Blocking: run the delivery on the loop and wait for it (from any thread)."""
+        """Blocking: run the delivery on the loop and wait for it (from any thread).
+
+        A timeout, a cancellation or a stopped loop is a :class:`DeliveryError`; what
+        ``deliver`` raises is raised here unchanged, so a bug is not mistaken for
+        missing resources (0xA700).
+        """
 
         async def run() -> None:
             await self._deliver(topic, key, env)
@@ -59,7 +68,3 @@ class LoopBridge:
             raise DeliveryError(f"event not durable after {self._timeout:g} s") from None
         except concurrent.futures.CancelledError:
             raise DeliveryError("event delivery was cancelled (service stopping)") from None
-        except DeliveryError:
-            raise
-        except Exception as exc:
-            raise DeliveryError(f"event delivery failed: {exc}") from exc

@@ -3,21 +3,15 @@
 A C-STORE is stored and answered Success only if it identifies one instance: its
 Affected SOP Instance UID is a UID, and the data set, as far as it is read, is that
 instance of that SOP class. Anything else gets the failure status the standard names
-for it (PS3.4 Annex B.2.3, PS3.7 Annex C) and nothing is stored or published; the port
-fuzz and the bad-input tests (issue 8) found junk answered Success before these checks.
+for it (PS3.4 Annex B.2.3, PS3.7 Annex C; the codes are in :mod:`streams.scp.statuses`)
+and nothing is stored or published; the port fuzz and the bad-input tests (issue 8) found
+junk answered Success before these checks.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-
-#: 0117H Invalid SOP Instance: the UID violates the UID construction rules (PS3.7 C).
-INVALID_SOP_INSTANCE = 0x0117
-#: A900H Data Set does not match SOP Class (PS3.4 B.2.3).
-DATA_SET_MISMATCH = 0xA900
-#: C000H Cannot understand: the data set cannot be parsed (PS3.4 B.2.3).
-CANNOT_PARSE = 0xC000
 
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
@@ -56,10 +50,7 @@ def identity_problem(values: Mapping[int, str], sop_class_uid: str, sop_uid: str
 
 
 __all__ = [
-    "CANNOT_PARSE",
-    "DATA_SET_MISMATCH",
     "IDENTITY_TAGS",
-    "INVALID_SOP_INSTANCE",
     "MAX_UID_LENGTH",
     "SOP_CLASS_UID",
     "SOP_INSTANCE_UID",

@@ -6,11 +6,12 @@ after that (DESIGN.md §4). Two modes:
 
 * **direct** — the event is published and awaited (short timeout). Sends issued
   concurrently by several associations are batched by the producer.
-* **outbox** — entered when the publisher is missing or a publish fails, and on start-up
-  when the outbox holds events from a previous run. New events are appended (group
-  commit: one fsync for all appends waiting at that moment) and a background task
-  publishes the outbox in order, with the same event ids, committing the offset only
-  after the broker acknowledged. Once the outbox is empty, delivery goes direct again.
+* **outbox** — entered when the publisher is missing or a publish fails with a broker
+  error (:data:`~streams.scp.failures.BROKER_ERRORS`), and on start-up when the outbox
+  holds events from a previous run. New events are appended (group commit: one fsync
+  for all appends waiting at that moment) and a background task publishes the outbox
+  in order, with the same event ids, committing the offset only after the broker
+  acknowledged. Once the outbox is empty, delivery goes direct again.
 
 A publish that timed out is not cancelled: the producer may still deliver it (a
 cancelled wait does not take a record back out of the producer). Its event goes to the
@@ -18,6 +19,14 @@ outbox like any other, and the drainer waits for that same send instead of sendi
 the event again, so a slow or paused broker causes no duplicates. Only a send that
 failed, or one pending when the process died, is sent again from the outbox: the same
 id twice, which consumers de-duplicate. Nothing acknowledged is lost.
+
+Only the broker's failures go to the outbox. Any other error in publishing (a
+``TypeError``, an encoding error...) is a bug that a retry will not cure:
+:meth:`Delivery.deliver` raises it, the event is neither published nor queued, and the
+SCP answers that C-STORE as an unexpected error. A bug while draining the outbox leaves
+the events there (they are durable already) and is logged at ERROR; the drainer keeps
+retrying, so they are published once the cause is gone.
+
 Runs entirely on one asyncio loop; see :mod:`streams.scp.bridge` for the one crossing
 from pynetdicom's threads.
 """
@@ -30,28 +39,19 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
 
 from streams import metrics
 from streams.events import Envelope, InstanceReceived
+from streams.kafka import Publisher
+from streams.kafka.heartbeat import Owed
+from streams.scp.appender import OutboxAppender
+from streams.scp.failures import BROKER_ERRORS, is_broker_error, traceback_without_message
 from streams.scp.outbox import Outbox, OutboxEntry, encode_entry
 
 log = logging.getLogger(__name__)
 
 
-class Publisher(Protocol):
-    """What delivery needs from a Kafka producer (``streams.kafka.EventPublisher``)."""
-
-    async def publish(self, topic: str, key: str, env: Envelope) -> tuple[int, int]:
-        """Send and wait for acks=all; returns (partition, offset)."""
-        ...
-
-
 PublisherFactory = Callable[[], AbstractAsyncContextManager[Publisher]]
-
-
-class DeliveryError(Exception):
-    """The event is neither in Kafka nor in the outbox (e.g. the disk is full)."""
 
 
 class Delivery:
@@ -86,15 +86,18 @@ class Delivery:
         self._stack = contextlib.AsyncExitStack()
         self._direct = outbox.pending_bytes == 0
         metrics.set_outbox_depth(outbox.pending_bytes)
-        self._appending = 0
-        self._queued: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._appender = OutboxAppender(outbox)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._outage_logged = False  # one WARNING per outage, retries at DEBUG
+        self._failure_logged = False  # one ERROR per run of drainer failures (bugs)
         # Sends that may still reach Kafka, by event id: reused rather than sent again.
         self._inflight: dict[str, asyncio.Future[tuple[int, int]]] = {}
+        # What deliver() is handling (event id -> received_at); after it returns, what
+        # is not acknowledged is in the outbox (its oldest entry: _outbox_oldest).
+        self._delivering: dict[str, int] = {}
+        self._outbox_oldest: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -120,9 +123,7 @@ class Delivery:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer
+        await self._appender.close()
         await self._close_publisher()
 
     @property
@@ -135,6 +136,22 @@ class Delivery:
         """True while a publisher is open."""
         return self._publisher is not None
 
+    @property
+    def publisher(self) -> Publisher | None:
+        """The open publisher, or ``None`` while Kafka is not reachable."""
+        return self._publisher
+
+    def owed(self) -> Owed:
+        """What this source still owes the bus: the oldest ``received_at`` not yet
+        acknowledged by Kafka, among what is being delivered and what waits in the
+        outbox (a previous run's outbox counts from the epoch: its age is unknown)."""
+        oldest = min(self._delivering.values(), default=None)
+        outbox = self._outbox.pending_bytes
+        if outbox:
+            waiting = self._outbox_oldest if self._outbox_oldest is not None else 0
+            oldest = waiting if oldest is None else min(oldest, waiting)
+        return Owed(oldest, len(self._delivering), outbox)
+
     async def wait_drained(self) -> None:
         """Wait until the outbox is empty and delivery is direct (for tests and shutdown)."""
         while not (self._direct and self._outbox.pending_bytes == 0):
@@ -144,15 +161,25 @@ class Delivery:
     # -- the hot path -----------------------------------------------------------------
 
     async def deliver(self, topic: str, key: str, env: Envelope) -> None:
-        """Return once the event is acknowledged by Kafka or fsynced to the outbox."""
+        """Return once the event is acknowledged by Kafka or fsynced to the outbox.
+
+        Raises :class:`DeliveryError` when the outbox cannot be written. An error in
+        publishing that is not a broker error (:mod:`streams.scp.failures`) is a bug: it
+        is raised as it is, the event neither published nor in the outbox.
+        """
+        received_at = getattr(env.data, "received_at", env.time)
+        self._delivering[env.id] = received_at
+        try:
+            await self._deliver(topic, key, env, received_at)
+        finally:
+            del self._delivering[env.id]
+
+    async def _deliver(self, topic: str, key: str, env: Envelope, received_at: int) -> None:
         publisher = self._publisher
         if self._direct and publisher is not None:
             try:
                 await self._await_send(publisher, topic, key, env)
-                self._inflight.pop(env.id, None)
-                _count_published([env])
-                return
-            except Exception as exc:
+            except BROKER_ERRORS as exc:
                 if self._direct:
                     log.warning(
                         "publishing to Kafka failed (%s); events go to the outbox until "
@@ -160,13 +187,19 @@ class Delivery:
                         _describe(exc),
                     )
                 self._direct = False
+            else:
+                self._inflight.pop(env.id, None)
+                _count_published([env])
+                return
         else:
             self._direct = False
         try:
-            await self._append(encode_entry(OutboxEntry(topic=topic, key=key, envelope=env)))
+            await self._appender.append(encode_entry(OutboxEntry(topic, key, env)))
         except BaseException:
             self._inflight.pop(env.id, None)  # not acknowledged: nobody waits for it
             raise
+        if self._outbox_oldest is None or received_at < self._outbox_oldest:
+            self._outbox_oldest = received_at
         self._wake.set()
 
     def _send(
@@ -193,35 +226,6 @@ class Delivery:
         sent = self._send(publisher, topic, key, env)
         await asyncio.wait_for(asyncio.shield(sent), self._publish_timeout)
 
-    async def _append(self, line: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._appending += 1
-        self._queued.append((line, fut))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_queued(), name="outbox-writer")
-        try:
-            await fut
-        finally:
-            self._appending -= 1
-
-    async def _write_queued(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            try:
-                await asyncio.to_thread(self._outbox.append, [line for line, _ in batch])
-            except Exception as exc:
-                log.error("cannot write to the outbox: %s", exc)
-                err = DeliveryError(f"outbox write failed: {exc}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            metrics.set_outbox_depth(self._outbox.pending_bytes)
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
-
     # -- background: connect and drain ------------------------------------------------
 
     async def _connect(self) -> bool:
@@ -232,11 +236,14 @@ class Delivery:
             publisher = await asyncio.wait_for(
                 stack.enter_async_context(self._factory()), self._connect_timeout
             )
-        except Exception as exc:
+        except BROKER_ERRORS as exc:
             await _quietly_close(stack)
             self._outage("Kafka is not reachable (%s); received events go to the outbox", exc)
             self._direct = False
             return False
+        except BaseException:
+            await _quietly_close(stack)
+            raise  # a bug (or a bad config) in opening the publisher, not an outage
         self._stack = stack
         self._publisher = publisher
         self._connected.set()
@@ -255,11 +262,15 @@ class Delivery:
             if self._direct and self._outbox.pending_bytes == 0:
                 self._wake.clear()
                 await self._wake.wait()
-            if not await self._connect():
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-                continue
-            if await self._drain_once():
+            try:
+                drained = await self._connect() and await self._drain_once()
+            except Exception as exc:
+                # Not the broker (both return False for that): a bug, or the outbox's own
+                # disk. The events stay in the outbox, so the drainer must not die: it
+                # says so once and keeps retrying until the cause is gone.
+                self._failure(exc)
+                drained = False
+            if drained:
                 delay = self._retry_min
             else:
                 await asyncio.sleep(delay)
@@ -272,7 +283,7 @@ class Delivery:
         entries, end = await asyncio.to_thread(self._outbox.read, self._batch)
         if not entries:
             await asyncio.to_thread(self._outbox.commit, end)
-            if self._appending == 0 and not self._queued:
+            if not self._appender.busy:
                 # Nothing queued for the outbox: flip back to direct before any await,
                 # so no event can slip in between the check and the flip.
                 self._direct = True
@@ -295,9 +306,11 @@ class Delivery:
         if acked == len(entries):
             await asyncio.to_thread(self._outbox.commit, end)
             metrics.set_outbox_depth(self._outbox.pending_bytes)
+            if not self._outbox.pending_bytes:
+                self._outbox_oldest = None
             log.info("outbox: %d events published", acked)
-            if self._outage_logged:
-                self._outage_logged = False
+            if self._outage_logged or self._failure_logged:
+                self._outage_logged = self._failure_logged = False
                 log.info("Kafka acknowledges again; publishing the outbox")
             return True
         # Commit the acknowledged prefix: only what follows it is published again.
@@ -306,6 +319,8 @@ class Delivery:
             _, prefix_end = await asyncio.to_thread(self._outbox.read, acked)
             await asyncio.to_thread(self._outbox.commit, prefix_end)
             metrics.set_outbox_depth(self._outbox.pending_bytes)
+        if isinstance(failure, Exception) and not is_broker_error(failure):
+            raise failure  # a bug: _run logs it; the rest stays in the outbox
         self._outage(
             "outbox: broker did not acknowledge (%s); %d of %d published, retrying",
             _describe(failure),
@@ -318,6 +333,19 @@ class Delivery:
         level = logging.DEBUG if self._outage_logged else logging.WARNING
         self._outage_logged = True
         log.log(level, message, *args)
+
+    def _failure(self, exc: Exception) -> None:
+        """Log a drainer failure that is not the broker's (a bug, the outbox's disk):
+        ERROR once until the outbox drains again, then DEBUG."""
+        if not self._failure_logged:
+            self._failure_logged = True
+            log.error(
+                "outbox: publishing its events failed unexpectedly (%s); they stay in the "
+                "outbox and publishing is retried\n%s",
+                type(exc).__name__,
+                traceback_without_message(exc),
+            )
+        log.debug("outbox: publishing failed", exc_info=exc)
 
 
 def _count_published(envs: Iterable[Envelope]) -> None:

@@ -33,7 +33,8 @@ here, in a subclass, and has a regression test in test_scp_fuzz_findings.py:
   (:meth:`GuardedDUL._orphaned`).
 
 Written against pynetdicom 3.0 (``DULServiceProvider.run_reactor``,
-``_process_recv_primitive`` and ``receive_pdu``; ``StateMachine.do_action``).
+``_process_recv_primitive`` and ``receive_pdu``; ``StateMachine.do_action``); the tested
+releases and the internals used are in :mod:`streams.scp.compat`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ is sent; DICOM senders wait for each response anyway (the SCP negotiates one
 outstanding operation, pynetdicom's default). C-STOREs taken this way do not fire
 pynetdicom's ``EVT_DATA_RECV``, ``EVT_PDU_RECV``, ``EVT_DIMSE_RECV`` or ``EVT_C_STORE``
 notifications. Written against pynetdicom 3.0 (the hooks of
-:class:`~streams.scp.dul.GuardedDUL` and ``_is_transport_event``).
+:class:`~streams.scp.dul.GuardedDUL` and ``_is_transport_event``); the tested releases
+and the internals used are in :mod:`streams.scp.compat`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +52,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
 from streams.scp.dul import GuardedDUL
+from streams.scp.statuses import CANNOT_UNDERSTAND, SOP_CLASS_NOT_SUPPORTED, describe
 from streams.scp.wire import (
     C_STORE_RQ,
     NO_DATA_SET,
@@ -71,11 +74,6 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.001
 
 _ESTABLISHED = "Sta6"
-
-#: C-STORE-RQ for a SOP class that is not a storage class (PS3.7 Annex C, 0122H).
-SOP_CLASS_NOT_SUPPORTED = 0x0122
-#: C-STORE-RQ that announces no data set: "cannot understand" (PS3.4 B.2.3, Cxxx).
-NO_DATA_SET_REFUSED = 0xC000
 
 
 class StoreCallback(Protocol):
@@ -109,6 +107,7 @@ class _StoreRequest:
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
+    has_data_set: bool = True  # False: nothing follows the command, answer at once
     refusal: int | None = None  # answered with this status, nothing stored
 
 
@@ -133,7 +132,10 @@ class FastStoreDUL(GuardedDUL):
 
     def _is_transport_event(self) -> bool:
         raw = getattr(self.socket, "socket", None)
-        if raw is not None and self.state_machine.current_state != "Sta13":
+        # Over TLS, decrypted bytes can wait in the SSL buffer while the descriptor has
+        # nothing more: select() would then sleep the whole tick on data already here.
+        buffered = isinstance(raw, ssl.SSLSocket) and raw.pending() > 0
+        if raw is not None and not buffered and self.state_machine.current_state != "Sta13":
             # A closed socket raises here; pynetdicom's own check below reports it.
             with contextlib.suppress(OSError, ValueError):
                 select.select([raw], [], [], IDLE_WAIT_S)
@@ -203,7 +205,7 @@ class FastStoreDUL(GuardedDUL):
                     self._incoming = None
                 elif msg.request is None:
                     self._give_up(msg, None)
-                elif msg.request.refusal == NO_DATA_SET_REFUSED:
+                elif not msg.request.has_data_set:
                     self._incoming = None  # nothing follows the command: answer now
                     self._serve(msg.request, msg.context_id, msg.data)
             return
@@ -250,9 +252,10 @@ class FastStoreDUL(GuardedDUL):
             self._broken = True
             self.event_queue.put("Evt19")
             return None
+        has_data_set = command_us(values, 0x0800) not in (None, NO_DATA_SET)
         refusal = None
-        if command_us(values, 0x0800) in (None, NO_DATA_SET):
-            refusal = NO_DATA_SET_REFUSED
+        if not has_data_set:
+            refusal = CANNOT_UNDERSTAND
         elif sop_class not in self._storage_classes:
             refusal = SOP_CLASS_NOT_SUPPORTED
         return _StoreRequest(
@@ -260,16 +263,17 @@ class FastStoreDUL(GuardedDUL):
             sop_class,
             command_uid(values, 0x1000),
             str(context.transfer_syntax[0]),
+            has_data_set,
             refusal,
         )
 
     def _serve(self, request: _StoreRequest, context_id: int, data: bytearray) -> None:
         if request.refusal is not None:
             log.warning(
-                "C-STORE-RQ %s (SOP class %r); refused 0x%04X",
-                "without a data set" if request.refusal == NO_DATA_SET_REFUSED else "refused",
+                "C-STORE-RQ %s (SOP class %r); refused %s",
+                "without a data set" if not request.has_data_set else "for a non-storage class",
                 request.sop_class_uid[:80],
-                request.refusal,
+                describe(request.refusal),
             )
             status = request.refusal
         else:

@@ -22,6 +22,7 @@ from typing import Any
 from streams.scp.negotiation import prefer_proposed_order
 from streams.scp.policy import AssociationPolicy, Rejection
 from streams.scp.tcp import tune_association_socket
+from streams.tls import peer_subject
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class AssociationInfo:
     called_ae: str
     calling_ae: str
     calling_host: str
+    #: RFC 4514 subject of the peer's verified TLS certificate ("" without one).
+    peer_certificate_subject: str = ""
 
 
 class AssociationGate:
@@ -83,7 +86,11 @@ class AssociationGate:
             self._reject(assoc, rejection)
             return
         info = AssociationInfo(
-            association_id=self._ids(), called_ae=called, calling_ae=calling, calling_host=host
+            association_id=self._ids(),
+            called_ae=called,
+            calling_ae=calling,
+            calling_host=host,
+            peer_certificate_subject=peer_subject(_raw_socket(assoc)),
         )
         with self._lock:
             self._infos[assoc] = info
@@ -103,3 +110,8 @@ class AssociationGate:
     def _reject(assoc: Any, rejection: Rejection) -> None:
         assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
         assoc.kill()
+
+
+def _raw_socket(assoc: Any) -> Any:
+    """The OS socket (an ``ssl.SSLSocket`` on a TLS listener) of an association."""
+    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)

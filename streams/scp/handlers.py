@@ -4,8 +4,10 @@ A C-STORE is answered Success only once the instance file is on disk and its
 ``instance.received`` event is durable (Kafka ack or outbox; DESIGN.md §4). The data
 set is written exactly as received, behind a Part 10 header composed from the request.
 What is refused before anything is stored (:mod:`streams.scp.checks`): an Affected SOP
-Instance UID that is not a UID (0x0117), a data set that cannot be parsed (0xC000) or
-that is not the instance the request names (0xA900). Odd Study/Series UIDs and
+Instance UID that is not a UID (0x0117), a SOP class that is not a storage class
+(0x0122), a data set that cannot be parsed (0xC000) or that is not the instance the
+request names (0xA900). STOW-RS (:mod:`streams.dicomweb`) stores through the same
+:meth:`StoreHandler.store_instance`. Odd Study/Series UIDs and
 Patient IDs are stored as received, under sanitised path components.
 """
 
@@ -21,36 +23,38 @@ from typing import Any
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from streams import metrics
-from streams.events import InstanceReceived, envelope
+from streams.events import InstanceReceived, RecordKeys, envelope
+from streams.scp.appender import DeliveryError
 from streams.scp.bridge import EventSink
-from streams.scp.checks import (
-    CANNOT_PARSE,
+from streams.scp.checks import IDENTITY_TAGS, identity_problem, is_valid_uid
+from streams.scp.failures import traceback_without_message
+from streams.scp.gate import AssociationGate, AssociationInfo
+from streams.scp.negotiation import STORAGE_CLASSES
+from streams.scp.statuses import (
+    CANNOT_UNDERSTAND,
     DATA_SET_MISMATCH,
-    IDENTITY_TAGS,
     INVALID_SOP_INSTANCE,
-    identity_problem,
-    is_valid_uid,
+    OUT_OF_RESOURCES,
+    SOP_CLASS_NOT_SUPPORTED,
+    STUDY_MISMATCH,
+    SUCCESS,
+    UNEXPECTED_ERROR,
+    describe,
 )
-from streams.scp.delivery import DeliveryError
-from streams.scp.gate import AssociationGate
 from streams.scp.tags import (
     CORE_TAGS,
     PATIENT_ID,
     SERIES_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     TagReadError,
-    format_tag,
     parse_tag,
     read_tags,
+    tag_key,
 )
 from streams.storage import SpaceGuard, instance_path, part10_header, path_to_uri, write_atomic
 
 log = logging.getLogger(__name__)
 
-# C-STORE statuses (PS3.4 Annex B.2.3, PS3.7 Annex C).
-SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC211
 #: Tags read from every data set: the event's and the instance's identity.
 BASE_TAGS: tuple[int, ...] = tuple(sorted({*CORE_TAGS, *IDENTITY_TAGS}))
 
@@ -99,8 +103,10 @@ class StoreHandler:
         guard: SpaceGuard | None = None,
         clock: Callable[[], int] = epoch_ms,
         durable: bool = True,
+        keys: RecordKeys | None = None,
     ) -> None:
         self.storage = storage.absolute()
+        self._keys = keys or RecordKeys()
         self._gate = gate
         self._sink = sink
         self._topic = topic
@@ -121,11 +127,14 @@ class StoreHandler:
         return SUCCESS
 
     def on_store(self, event: Any) -> int:
-        """C-STORE: store, publish, answer; any unexpected error → 0xC211, logged."""
+        """C-STORE: store, publish, answer; any unexpected error → 0xC211, logged.
+
+        Statuses: :mod:`streams.scp.statuses`.
+        """
         try:
             request = event.request
             return self._store(
-                event.assoc,
+                self._gate.info(event.assoc),
                 sop_class=str(request.AffectedSOPClassUID or ""),
                 sop_uid=str(request.AffectedSOPInstanceUID or ""),
                 transfer_syntax=str(event.context.transfer_syntax),
@@ -148,22 +157,58 @@ class StoreHandler:
         ``data`` is the data set exactly as received. Never raises.
         """
         try:
+            origin = self._gate.info(assoc)
+        except Exception as exc:
+            return self._unexpected(exc)
+        return self.store_instance(
+            origin,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax_uid=transfer_syntax_uid,
+            data=data,
+        )
+
+    def store_instance(
+        self,
+        origin: AssociationInfo,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        data: bytes | bytearray | memoryview,
+        study_instance_uid: str | None = None,
+    ) -> int:
+        """The one store path of C-STORE and STOW-RS: checks, watermark, atomic durable
+        write, ``instance.received``, delivery (Kafka ack or outbox). Returns the PS3.4
+        status (:mod:`streams.scp.statuses`); never raises. Blocking: call it from a
+        thread other than the event loop's (the delivery runs on that loop).
+
+        ``origin`` says who sent it (for STOW-RS: the HTTP client, see docs/dicomweb.md);
+        ``study_instance_uid``, when given, must be the data set's Study Instance UID
+        (STOW-RS ``/studies/{StudyInstanceUID}``), else 0x0110 and nothing is stored.
+        """
+        try:
             return self._store(
-                assoc,
+                origin,
                 sop_class=sop_class_uid,
                 sop_uid=sop_instance_uid,
                 transfer_syntax=transfer_syntax_uid,
                 data=data,
+                study=study_instance_uid,
             )
         except Exception as exc:
             return self._unexpected(exc)
 
     @staticmethod
     def _unexpected(exc: Exception) -> int:
-        log.error("C-STORE failed unexpectedly (%s); answered 0xC211", type(exc).__name__)
+        log.error(
+            "C-STORE failed unexpectedly (%s); answered %s",
+            type(exc).__name__,
+            describe(UNEXPECTED_ERROR),
+        )
         log.debug("C-STORE failure", exc_info=exc)
-        metrics.instance_refused("unknown", CANNOT_UNDERSTAND)
-        return CANNOT_UNDERSTAND
+        metrics.instance_refused("unknown", UNEXPECTED_ERROR)
+        return UNEXPECTED_ERROR
 
     @staticmethod
     def _refused(called_ae: str, status: int) -> int:
@@ -172,15 +217,15 @@ class StoreHandler:
 
     def _store(
         self,
-        assoc: Any,
+        info: AssociationInfo,
         *,
         sop_class: str,
         sop_uid: str,
         transfer_syntax: str,
-        data: bytes | bytearray,
+        data: bytes | bytearray | memoryview,
+        study: str | None = None,
     ) -> int:
         received_at = self._clock()
-        info = self._gate.info(assoc)
         called = info.called_ae
         metrics.instance_received(called)
         opts = self._options.get(called, self._default)
@@ -194,11 +239,28 @@ class StoreHandler:
             # event; one that breaks the UID rules cannot (PS3.7 Annex C, 0117H
             # "Invalid SOP Instance": a violation of the UID construction rules).
             log.warning(
-                "%s: SOP Instance UID %r is not a valid UID; refused 0x0117", called, sop_uid[:80]
+                "%s: SOP Instance UID %r is not a valid UID; refused %s",
+                called,
+                sop_uid[:80],
+                describe(INVALID_SOP_INSTANCE),
             )
             return self._refused(called, INVALID_SOP_INSTANCE)
+        if sop_class not in STORAGE_CLASSES:
+            # The C-STORE paths only see storage classes (negotiation and the fast path
+            # check first); STOW-RS parts name theirs in the file meta.
+            log.warning(
+                "%s: SOP class %r is not a storage class; refused %s",
+                called,
+                sop_class[:80],
+                describe(SOP_CLASS_NOT_SUPPORTED),
+            )
+            return self._refused(called, SOP_CLASS_NOT_SUPPORTED)
         if self._guard is not None and not self._guard.available():
-            log.warning("%s: storage is below its free-space watermark; refused 0xA700", called)
+            log.warning(
+                "%s: storage is below its free-space watermark; refused %s",
+                called,
+                describe(OUT_OF_RESOURCES),
+            )
             return self._refused(called, OUT_OF_RESOURCES)
         wanted, extra = self._wanted.get(called, (BASE_TAGS, ()))
         try:
@@ -206,16 +268,33 @@ class StoreHandler:
         except TagReadError as exc:
             # The parser's message may quote values: details (possible PHI) only at DEBUG.
             log.warning(
-                "%s: instance %s: data set cannot be parsed; refused 0xC000", called, sop_uid
+                "%s: instance %s: data set cannot be parsed; refused %s",
+                called,
+                sop_uid,
+                describe(CANNOT_UNDERSTAND),
             )
             log.debug("instance %s: %s", sop_uid, exc)
-            return self._refused(called, CANNOT_PARSE)
+            return self._refused(called, CANNOT_UNDERSTAND)
         problem = identity_problem(values, sop_class, sop_uid)
         if problem is not None:
-            log.warning("%s: instance %s: %s; refused 0xA900", called, sop_uid, problem)
+            log.warning(
+                "%s: instance %s: %s; refused %s",
+                called,
+                sop_uid,
+                problem,
+                describe(DATA_SET_MISMATCH),
+            )
             return self._refused(called, DATA_SET_MISMATCH)
         patient_id = values.get(PATIENT_ID, "")
         study_uid = values.get(STUDY_INSTANCE_UID, "")
+        if study is not None and study_uid != study:
+            log.warning(
+                "%s: instance %s is not of the study the request names; refused %s",
+                called,
+                sop_uid,
+                describe(STUDY_MISMATCH),
+            )
+            return self._refused(called, STUDY_MISMATCH)
         series_uid = values.get(SERIES_INSTANCE_UID, "")
         path = instance_path(self.storage, called, study_uid, series_uid, sop_uid)
         if not opts.overwrite and path.exists():
@@ -234,7 +313,12 @@ class StoreHandler:
         try:
             size = write_atomic(path, (header, data), durable=self._durable)
         except OSError as exc:
-            log.error("cannot store instance %s: %s; answered 0xA700", sop_uid, exc.strerror)
+            log.error(
+                "cannot store instance %s: %s; answered %s",
+                sop_uid,
+                exc.strerror,
+                describe(OUT_OF_RESOURCES),
+            )
             return self._refused(called, OUT_OF_RESOURCES)
         metrics.instance_stored(called)
         record = InstanceReceived(
@@ -251,16 +335,32 @@ class StoreHandler:
             received_at=received_at,
             uri=path_to_uri(path),
             size=size,
-            tags={format_tag(t): values[t] for t in extra if t in values},
+            tags={tag_key(t): values[t] for t in extra if t in values},
+            peer_certificate_subject=info.peer_certificate_subject,
         )
         env = envelope(record, source=self._source, time_ms=received_at)
         try:
-            self._sink.deliver(self._topic, f"{called}/{patient_id}", env)
+            self._sink.deliver(self._topic, self._keys(called, patient_id), env)
         except DeliveryError as exc:
             log.error(
-                "instance %s stored but its event is not durable (%s); answered 0xA700",
+                "instance %s stored but its event is not durable (%s); answered %s",
                 sop_uid,
                 exc,
+                describe(OUT_OF_RESOURCES),
             )
             return self._refused(called, OUT_OF_RESOURCES)
+        except Exception as exc:
+            # The broker's failures went to the outbox; this is a bug in publishing. It
+            # gets the unexpected-error answer and, unlike other unexpected errors, its
+            # traceback at ERROR: nothing else would point at it (message at DEBUG: PHI).
+            log.error(
+                "instance %s stored but publishing its event failed with %s, not a broker "
+                "error; answered %s\n%s",
+                sop_uid,
+                type(exc).__name__,
+                describe(UNEXPECTED_ERROR),
+                traceback_without_message(exc),
+            )
+            log.debug("instance %s: publishing failed", sop_uid, exc_info=exc)
+            return self._refused(called, UNEXPECTED_ERROR)
         return SUCCESS

@@ -38,6 +38,8 @@ ABSTRACT_SYNTAXES: tuple[str, ...] = (
     VERIFICATION,
     *(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts),
 )
+#: The storage SOP classes among them: what C-STORE and STOW-RS accept.
+STORAGE_CLASSES: frozenset[str] = frozenset(ABSTRACT_SYNTAXES) - {VERIFICATION}
 
 
 class SupportedContext(PresentationContext):

@@ -20,21 +20,31 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from streams.config import AdapterConfig
-from streams.errors import ConfigError
-from streams.kafka import EventPublisher, ensure_topics, topic_names
+from streams.events import RecordKeys
+from streams.kafka import (
+    EventPublisher,
+    KafkaConnection,
+    Publisher,
+    ensure_adapter_topics,
+    topic_names,
+)
+from streams.kafka.heartbeat import HeartbeatSender, Owed
 from streams.lifecycle import Service
 from streams.scp.bridge import LoopBridge
-from streams.scp.delivery import Delivery, Publisher, PublisherFactory
+from streams.scp.compat import require_tested_pynetdicom
+from streams.scp.delivery import Delivery, PublisherFactory
 from streams.scp.gate import AssociationGate
 from streams.scp.handlers import AeOptions, StoreHandler, epoch_ms
 from streams.scp.outbox import Outbox
 from streams.scp.policy import AssociationPolicy
 from streams.scp.server import DicomServer
 from streams.storage import DiskUsage, SpaceGuard, sanitize_component
+from streams.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +58,25 @@ def outbox_dir(storage: Path, adapter_id: str) -> Path:
 
 
 def kafka_publisher_factory(
-    config: AdapterConfig, bootstrap_servers: str | None = None
+    config: AdapterConfig, prepare: Callable[[], Awaitable[object]] | None = None
 ) -> PublisherFactory:
-    """Open an :class:`EventPublisher` after making sure both topics exist.
+    """Open an :class:`EventPublisher` on ``config.kafka`` after ``prepare()`` (default:
+    create the adapter's topics if they are missing); called again after an outage."""
+    kafka = KafkaConnection.of(config.kafka)
 
-    ``bootstrap_servers`` overrides ``config.kafka.bootstrap_servers`` (``--kafka``).
-    """
-    servers = bootstrap_servers or config.kafka.bootstrap_servers
-    if not servers:
-        raise ConfigError(
-            [
-                "kafka.bootstrap_servers: not set; the scp role needs a broker: pass "
-                "--kafka HOST:PORT, set kafka.bootstrap_servers or KAFKA_BOOTSTRAP_SERVERS"
-            ]
-        )
-    names = topic_names(config.kafka.topic_prefix)
-    partitions = config.kafka.partitions
+    async def topics() -> object:
+        return await ensure_adapter_topics(kafka, config.kafka, timeout_s=10.0)
+
+    ready = prepare or topics
 
     @contextlib.asynccontextmanager
     async def connect() -> AsyncIterator[Publisher]:
-        await ensure_topics(
-            servers,
-            dict.fromkeys(names.all(), partitions),
-            config.kafka.replication_factor,
-            timeout_s=10.0,
-        )
+        await ready()
         # linger 0: every C-STORE waits for its ack, so a batching delay is pure latency;
         # events of concurrent associations still share requests (aiokafka sends one
         # request per broker at a time and batches what queued up meanwhile).
         async with EventPublisher(
-            servers, client_id=f"{config.adapter_id}-scp", linger_ms=0
+            kafka, client_id=f"{config.adapter_id}-scp", linger_ms=0
         ) as publisher:
             yield publisher
 
@@ -130,7 +129,7 @@ class ScpService(Service):
 
     ``ae_tags`` maps a called AE title to the extra tags (8 hex digits) its processor
     needs in ``instance.received.tags``. ``publisher_factory`` defaults to Kafka at
-    ``bootstrap_servers``, else ``config.kafka.bootstrap_servers``; ``clock`` gives
+    ``config.kafka.bootstrap_servers`` (:func:`kafka_publisher_factory`); ``clock`` gives
     epoch ms; ``disk_usage`` overrides the watermark's view of the disk (tests);
     ``durable`` fsyncs files and directories.
     """
@@ -140,7 +139,6 @@ class ScpService(Service):
         config: AdapterConfig,
         *,
         ae_tags: Mapping[str, Sequence[str]] | None = None,
-        bootstrap_servers: str | None = None,
         publisher_factory: PublisherFactory | None = None,
         clock: Callable[[], int] = epoch_ms,
         disk_usage: Callable[[Path], DiskUsage] | None = None,
@@ -150,7 +148,7 @@ class ScpService(Service):
     ) -> None:
         self.config = config
         self._ae_tags = dict(ae_tags or {})
-        self._factory = publisher_factory or kafka_publisher_factory(config, bootstrap_servers)
+        self._factory = publisher_factory or kafka_publisher_factory(config)
         self._clock = clock
         self._disk_usage = disk_usage
         self._durable = durable
@@ -160,6 +158,17 @@ class ScpService(Service):
         self._outbox: Outbox | None = None
         self._delivery: Delivery | None = None
         self._server: DicomServer | None = None
+        self._heartbeat: HeartbeatSender | None = None
+        self._beating: asyncio.Task[None] | None = None
+        self._stop_beating = asyncio.Event()
+        self._handler: StoreHandler | None = None
+
+    @property
+    def handler(self) -> StoreHandler:
+        """The store path (C-STORE's, and STOW-RS's: :mod:`streams.dicomweb`)."""
+        if self._handler is None:
+            raise RuntimeError("ScpService is not started")
+        return self._handler
 
     @property
     def port(self) -> int:
@@ -167,6 +176,13 @@ class ScpService(Service):
         if self._server is None:
             raise RuntimeError("ScpService is not started")
         return self._server.port
+
+    @property
+    def tls_port(self) -> int:
+        """The bound DICOM TLS port (with ``scp.tls``)."""
+        if self._server is None:
+            raise RuntimeError("ScpService is not started")
+        return self._server.tls_port
 
     @property
     def server(self) -> DicomServer:
@@ -191,7 +207,10 @@ class ScpService(Service):
 
     async def start(self) -> None:
         """Open the outbox, connect (or not) to Kafka, and listen."""
+        require_tested_pynetdicom()  # before anything is opened: the server would refuse
         scp = self.config.scp
+        # Before anything is opened: a certificate that cannot be loaded is a config error.
+        tls = server_context(scp.tls, "scp.tls") if scp.tls is not None else None
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.storage.mkdir, parents=True, exist_ok=True)
         self._outbox = await asyncio.to_thread(
@@ -214,7 +233,7 @@ class ScpService(Service):
                 reserve_space_gb=scp.reserve_space_gb,
                 **guard_kwargs,
             )
-            handler = StoreHandler(
+            self._handler = handler = StoreHandler(
                 storage=self.storage,
                 gate=gate,
                 sink=LoopBridge(loop, self._delivery.deliver),
@@ -224,6 +243,7 @@ class ScpService(Service):
                 guard=guard,
                 clock=self._clock,
                 durable=self._durable,
+                keys=RecordKeys.of(self.config.kafka.record_key_secret()),
             )
             self._server = DicomServer(
                 host=scp.host,
@@ -234,18 +254,77 @@ class ScpService(Service):
                 max_pdu=scp.max_pdu,
                 network_timeout_s=scp.network_timeout_s,
                 acse_timeout_s=scp.acse_timeout_s,
+                tls=tls,
+                tls_port=scp.tls.port if scp.tls is not None else 0,
             )
             await asyncio.to_thread(self._server.start)
+            self._heartbeat = self._heartbeats(self._delivery, self._server)
+            self._beating = asyncio.create_task(
+                self._heartbeat.run(self._stop_beating), name="scp-heartbeat"
+            )
         except BaseException:
             await self.stop()
             raise
 
+    def _heartbeats(self, delivery: Delivery, server: DicomServer) -> HeartbeatSender:
+        """What this SCP still owes the bus, said on ``<prefix>.sources`` (issue 14)."""
+
+        def owes() -> Owed:
+            owed = delivery.owed()
+            return replace(owed, associations=len(server.associations()))
+
+        # After a freeze, senders that knocked meanwhile are accepted late: hold the
+        # watermark while connections wait to be accepted and until the associations
+        # opened since the freeze -- noted until nobody knocks any more -- are done
+        # (HeartbeatSender asks once its minimum hold is over, and caps the hold).
+        before: set[int] = set()
+        late: set[int] | None = None
+        knocked = False
+
+        def on_stall() -> None:
+            nonlocal late, knocked
+            before.clear()
+            before.update(id(a) for a in server.associations())
+            late, knocked = None, False
+
+        def busy() -> bool:
+            nonlocal late, knocked
+            open_now = {id(a) for a in server.associations()}
+            knocking = server.knocking()
+            if late is None or knocking or knocked:
+                late = (late or set()) | (open_now - before)
+            knocked = knocking
+            return knocking or bool(late & open_now)
+
+        return HeartbeatSender(
+            source=self.config.adapter_id,
+            topic=topic_names(self.config.kafka.topic_prefix).sources,
+            publisher=lambda: delivery.publisher,
+            clock=self._clock,
+            owes=owes,
+            interval_ms=self.config.scp.heartbeat_interval_ms,
+            busy=busy,
+            on_stall=on_stall,
+            ae_titles=tuple(ae.ae_title for ae in self.config.scp.ae_titles),
+        )
+
     async def stop(self) -> None:
-        """Stop listening, finish open associations, close delivery and the outbox."""
+        """Stop listening, finish open associations, close delivery and the outbox; say
+        ``stopped`` on the sources topic when nothing is owed any more."""
         server, self._server = self._server, None
         if server is not None:
             # In a thread: C-STORE handlers still need this loop to finish their delivery.
             await asyncio.to_thread(server.stop, self._grace)
+        beating, self._beating = self._beating, None
+        if beating is not None:
+            # The last heartbeat goes after the last delivery: "stopped" only once the
+            # outbox is empty, else silence (it still owes; see HeartbeatSender.stopped).
+            delivery_left = self._delivery
+            if delivery_left is not None and delivery_left.connected:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(delivery_left.wait_drained(), self._grace)
+            self._stop_beating.set()
+            await asyncio.gather(beating, return_exceptions=True)
         delivery, self._delivery = self._delivery, None
         if delivery is not None:
             await delivery.aclose()

@@ -45,8 +45,8 @@ def parse_tag(text: str) -> int:
         ) from None
 
 
-def format_tag(tag: int) -> str:
-    """``0x0020000D`` → ``"0020000D"`` (the form used as keys of event ``tags``)."""
+def tag_key(tag: int) -> str:
+    """``0x0020000D`` → ``"0020000D"``: the tag as a key of ``instance.received.tags``."""
     return f"{tag:08X}"
 
 

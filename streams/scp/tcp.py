@@ -15,6 +15,7 @@ buffer (pynetdicom's own reads 4 KiB at a time).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 from typing import Any
@@ -92,7 +93,12 @@ def tune_association_socket(assoc_socket: Any, *, quickack: bool = True) -> None
     use_quickack = quickack and _QUICKACK is not None
 
     def recv(nr_bytes: int) -> bytearray:
-        return recv_exact(raw, nr_bytes, quickack=use_quickack)
+        # The socket of the moment: an SCU's TLS connect replaces the one tuned here by
+        # its SSLSocket (same descriptor, so TCP_NODELAY stays).
+        sock = assoc_socket.socket
+        if sock is None:  # closed by another thread: as a read on a closed socket
+            raise OSError(errno.EBADF, "the connection is closed")
+        return recv_exact(sock, nr_bytes, quickack=use_quickack)
 
     # Instance attribute: shadows AssociationSocket.recv for this connection only.
     assoc_socket.recv = recv

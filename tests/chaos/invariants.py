@@ -14,16 +14,25 @@ in storage, the platform's created jobs and the fault timeline. Output: the viol
 6. Every C-STORE the SCP did not store got a DICOM failure status — unless its SCP was
    down (killed, not yet back) during that association; refusals are 0xA700 (Out of
    Resources), nothing else.
+7. No patient id in any record key (keys are ``<AE>/<HMAC>``), nor in any line any role
+   logged, at any level (the roles run at DEBUG): :func:`log_violations`.
+8. No key is grouped twice unless its instances were sent at least the timeout apart
+   (less :data:`SPLIT_MARGIN_S`): kills, broker pauses, a full disk and rebalances never
+   split a group (issue 14; before the bus clock, outbox backlogs did).
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streams.events import EventData, GroupClosed, JobFailed, JobSubmitted
+from streams.events import EventData, GroupClosed, JobFailed, JobSubmitted, is_hashed_key
 from tests.chaos.senders import Outcome
+
+#: Sender-side slack when comparing send times with the grouping timeout.
+SPLIT_MARGIN_S = 1.0
 
 #: How a refusal for a full disk reads: pynetdicom's code, DCMTK's status text.
 OUT_OF_RESOURCES = {"0xA700", "Refused: OutOfResources"}
@@ -61,6 +70,9 @@ class RunFacts:
     created: Sequence[str]  # idempotency keys the platform created a job for, with repeats
     windows: Mapping[str, Window]  # SOP UID -> the association that carried it
     downtimes: Sequence[tuple[int, float, float]] = ()  # (SCP index, SIGKILL, back up)
+    keys: Sequence[str] = ()  # the record keys of both topics
+    phi: str = ""  # what every patient id of the run starts with
+    timeout_s: float = 5.0  # the grouping timeout of every AE title
 
 
 def _groups(ledger: Iterable[EventData]) -> list[GroupClosed]:
@@ -174,13 +186,66 @@ def _check_answers(facts: RunFacts, verdict: Verdict) -> None:
             )
 
 
+def _check_keys(facts: RunFacts, verdict: Verdict) -> None:
+    """Invariant 7, for record keys."""
+    for key in sorted(set(facts.keys)):
+        if not is_hashed_key(key) or (facts.phi and facts.phi in key):
+            verdict.fail(f"record key {key!r} is not <AE>/<HMAC> (a patient id in a key?)")
+
+
+def _check_splits(facts: RunFacts, verdict: Verdict) -> int:
+    """Invariant 8; returns how many keys were grouped more than once (any reason).
+
+    Send times are the senders' (when each instance reached the SCP as far as the
+    sender can tell), so a sender that waited for a killed SCP to come back counts
+    from when it got through."""
+    sent = {o.instance.sop: o.sent for o in facts.outcomes if o.sent is not None}
+    by_key: dict[tuple[str, str], list[tuple[float, float]]] = collections.defaultdict(list)
+    for group in _groups(facts.ledger):
+        found = [sent[i.sop_instance_uid] for i in group.instances if i.sop_instance_uid in sent]
+        if found:
+            span = (min(start for start, _ in found), max(end for _, end in found))
+            by_key[(group.ae_title, group.group_key)].append(span)
+    for (ae, key), spans in by_key.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            if start - end < facts.timeout_s - SPLIT_MARGIN_S:
+                verdict.fail(
+                    f"{ae} key {key} split though sent {start - end:.1f} s apart "
+                    f"(timeout {facts.timeout_s:g} s)"
+                )
+    return sum(len(spans) > 1 for spans in by_key.values())
+
+
+def log_violations(name: str, text: str, phi: str) -> list[str]:
+    """Invariant 7 and clean logs for one role's log: JSON lines only, no traceback at
+    INFO or above (DEBUG may explain an expected failure), and no line naming a patient,
+    whatever its level."""
+    found: list[str] = []
+    tracebacks = [
+        line for line in text.splitlines() if "Traceback" in line and '"level":"DEBUG"' not in line
+    ]
+    if tracebacks:
+        found.append(f"{name} logged a traceback:\n{tracebacks[0][-2000:]}")
+    leaks = [line for line in text.splitlines() if phi in line]
+    if leaks:
+        found.append(f"{name} logged a patient id ({len(leaks)} lines), e.g.: {leaks[0][:300]}")
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("{"):
+            found.append(f"{name} wrote a non-JSON log line: {line[:200]}")
+            break
+    return found
+
+
 def check(facts: RunFacts) -> Verdict:
     """Every invariant of the module docstring, with the run's figures."""
     verdict = Verdict()
+    _check_keys(facts, verdict)
     submitted, dead = _check_jobs(facts, verdict)
     _check_instances(facts, verdict, submitted, dead)
     orphans = _check_files(facts, verdict, submitted)
     _check_answers(facts, verdict)
+    split_keys = _check_splits(facts, verdict)
     groups = _groups(facts.ledger)
     verdict.figures = {
         "instances": len(facts.outcomes),
@@ -192,11 +257,8 @@ def check(facts: RunFacts) -> Verdict:
         "submitted": len(submitted),
         "dead_lettered": len(dead),
         "orphan_files": orphans,
-        # Groups of one key formed more than once: a grouping split, legitimate when the
-        # key's instances were more than the timeout apart on the processor's clock
-        # (a broker pause or a slow restart holds some back). Counted, not a violation.
-        "split_keys": sum(
-            n > 1 for n in collections.Counter((g.ae_title, g.group_key) for g in groups).values()
-        ),
+        # Keys grouped more than once because they were sent more than the timeout apart
+        # (a sender retried after a kill); closer than that is a violation (invariant 8).
+        "split_keys": split_keys,
     }
     return verdict

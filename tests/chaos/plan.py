@@ -16,8 +16,10 @@ from pydicom.uid import generate_uid
 SenderKind = Literal["dcmtk", "pynetdicom"]
 FaultKind = Literal["kill_scp", "kill_processor", "kill_submitter", "pause_broker", "disk_full"]
 
-#: Called AE titles of a chaos run and the grouping each one uses.
-AE_GROUP_BY = {"CHAOS-ST": "Study", "CHAOS-SE": "Series"}
+#: Called AE titles of a chaos run and the grouping each one uses; Modality spans
+#: patients, so CHAOS-MOD is repartitioned (docs/processing.md, "Repartitioning").
+AE_GROUP_BY = {"CHAOS-ST": "Study", "CHAOS-SE": "Series", "CHAOS-MOD": "'0008,0060'"}
+MODALITIES = ("CT", "MR")
 SCPS = 2
 PROCESSORS = 2
 
@@ -32,6 +34,7 @@ class Instance:
     series: str
     sop: str
     number: int
+    modality: str = "CT"
 
 
 @dataclass(frozen=True)
@@ -75,17 +78,19 @@ def _uid(rng: random.Random) -> str:
 
 
 def _studies(rng: random.Random) -> list[list[Instance]]:
-    patients = [f"CHAOS-P{n}" for n in range(rng.randint(3, 5))]
+    # Not a prefix of any AE title (the pynetdicom sender calls itself CHAOS-PYN).
+    patients = [f"CHAOS-PAT-{n}" for n in range(rng.randint(3, 5))]
     studies = []
     for _ in range(rng.randint(8, 12)):
         ae = rng.choice(sorted(AE_GROUP_BY))
         patient, study = rng.choice(patients), _uid(rng)
+        modality = rng.choice(MODALITIES)
         instances = []
         for _ in range(rng.randint(1, 3)):
             series = _uid(rng)
             for _ in range(rng.randint(2, 6)):
                 number = len(instances) + 1
-                instances.append(Instance(ae, patient, study, series, _uid(rng), number))
+                instances.append(Instance(ae, patient, study, series, _uid(rng), number, modality))
         studies.append(instances)
     return studies
 

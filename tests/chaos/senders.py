@@ -34,11 +34,14 @@ class Outcome:
     acked: bool  # ... with Success or a Warning (the instance is stored)
     status: str  # "0x0000", "0xA700", DCMTK's status text, or why nothing came back
     sender: str
+    # When it reached the SCP, as far as the sender can tell (monotonic s): pynetdicom,
+    # from the request to its answer; DCMTK, the storescu run that got through.
+    sent: tuple[float, float] | None = None
 
 
 def dataset(item: Instance) -> Dataset:
-    """The planned instance as a tiny CT data set."""
-    return make_ct(
+    """The planned instance as a tiny CT data set (Modality as planned)."""
+    ds = make_ct(
         patient_id=item.patient,
         study_uid=item.study,
         series_uid=item.series,
@@ -46,6 +49,8 @@ def dataset(item: Instance) -> Dataset:
         instance_number=item.number,
         accession=f"ACC-{item.number}",
     )
+    ds.Modality = item.modality
+    return ds
 
 
 def _acked_code(code: int) -> bool:
@@ -56,9 +61,12 @@ _SENDING = re.compile(r"Sending file: (\S+)")
 _RESPONSE = re.compile(r"Received Store Response \((.*)\)")
 
 
-def parse_storescu(output: str, items: Sequence[Instance]) -> list[Outcome]:
+def parse_storescu(
+    output: str, items: Sequence[Instance], sent: tuple[float, float] | None = None
+) -> list[Outcome]:
     """Outcomes from ``storescu -v`` output: each "Sending file" line and the response
-    that follows it (a status text; "Success" or a "Warning" means stored)."""
+    that follows it (a status text; "Success" or a "Warning" means stored); ``sent`` is
+    when that storescu ran."""
     by_sop = {i.sop: i for i in items}
     answers: dict[str, str] = {}
     current: str | None = None
@@ -73,7 +81,7 @@ def parse_storescu(output: str, items: Sequence[Instance]) -> list[Outcome]:
         text = answers.get(sop)
         acked = text is not None and (text == "Success" or text.startswith("Warning"))
         status = text if text is not None else "no response"
-        outcomes.append(Outcome(item, text is not None, acked, status, "dcmtk"))
+        outcomes.append(Outcome(item, text is not None, acked, status, "dcmtk", sent))
     return outcomes
 
 
@@ -96,9 +104,10 @@ def send_dcmtk(port: int, batch: Batch, folder: Path, connect_s: float) -> list[
     files = write_instances(folder, [dataset(i) for i in batch.instances])
     deadline = time.monotonic() + connect_s
     while True:
+        began = time.monotonic()
         output = _storescu(port, files, batch.instances[0].ae)
         if "Association Accepted" in output or time.monotonic() > deadline:
-            return parse_storescu(output, batch.instances)
+            return parse_storescu(output, batch.instances, (began, time.monotonic()))
         time.sleep(0.3)  # paces reconnection attempts; not an assertion
 
 
@@ -163,6 +172,7 @@ def send_pynetdicom(port: int, batch: Batch, connect_s: float) -> list[Outcome]:
     if assoc.is_established:
         _keep_responses(assoc)
         for item, ds in zip(batch.instances, datasets, strict=True):
+            began = time.monotonic()
             try:
                 rsp = assoc.send_c_store(ds)
             except (RuntimeError, OSError) as exc:  # the association is gone
@@ -172,7 +182,9 @@ def send_pynetdicom(port: int, batch: Batch, connect_s: float) -> list[Outcome]:
                 reason = "no response"
                 break
             code = int(rsp.Status)
-            outcomes.append(Outcome(item, True, _acked_code(code), f"0x{code:04X}", "pynetdicom"))
+            sent = (began, time.monotonic())
+            status = f"0x{code:04X}"
+            outcomes.append(Outcome(item, True, _acked_code(code), status, "pynetdicom", sent))
         if assoc.is_established:
             assoc.release()
     _close_socket(assoc)

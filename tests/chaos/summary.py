@@ -20,7 +20,7 @@ COLUMNS = (
     ("aimed", "kills at their aimed moment"),
     ("paused_s", "seconds the broker was paused"),
     ("filled_s", "seconds the disk was past the watermark"),
-    ("split_keys", "keys grouped more than once (see Known limits)"),
+    ("split_keys", "keys grouped more than once (sent at least the timeout apart)"),
     ("orphan_files", "orphan files (see Known limits)"),
     ("ledger_copies", "ledger events written twice, same id and content (see Known limits)"),
 )

@@ -21,7 +21,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker.base import _die_with_parent  # roles die with a killed test run
-from tests.helpers.processor import free_port
+from tests.helpers.waiting import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "dicom_adapter_"
@@ -61,11 +61,13 @@ class Cluster:
         config: Path,
         logs: Path,
         env: Mapping[str, str] | None = None,
+        log_level: str = "INFO",
     ) -> None:
         self.bootstrap = bootstrap
         self.config = config
         self.logs = logs
         self.env = dict(env or {})
+        self.log_level = log_level
         self.roles: list[Role] = []
 
     async def start(
@@ -76,6 +78,7 @@ class Cluster:
         dicom_port: int = 0,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        config: Path | None = None,
     ) -> Role:
         http_port = free_port()
         full = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_ADAPTER")}
@@ -86,7 +89,8 @@ class Cluster:
         if dicom_port:
             full["DICOM_ADAPTER_SCP__PORT"] = str(dicom_port)
         log = self.logs / f"{name}.log"
-        argv = ["--log-format", "json", role, "--config", str(self.config), *args]
+        argv = ["--log-level", self.log_level, "--log-format", "json", role]
+        argv += ["--config", str(config or self.config), *args]
         with log.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "processors.cli", *argv, "--kafka", self.bootstrap,

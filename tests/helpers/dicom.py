@@ -118,11 +118,12 @@ def echoscu(
     aet: str = "ECHOSCU",
     host: str = "127.0.0.1",
     timeout: float = 30.0,
+    extra: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run DCMTK ``echoscu`` and return the finished process."""
     binary = dcmtk("echoscu")
     assert binary is not None, "DCMTK echoscu not found"
-    cmd = [binary, "-aec", aec, "-aet", aet, host, str(port)]
+    cmd = [binary, "-aec", aec, "-aet", aet, *extra, host, str(port)]
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=_env(True), check=False
     )

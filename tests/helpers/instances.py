@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from reactivex import Observable
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from streams.events import GroupClosed, InstanceReceived
+from processors.aetitle import AeTitleJobProcessor
+from processors.contracts import Removal
+from streams.events import GroupClosed, InputOffset, InstanceReceived
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _sop_counter = itertools.count(1)
@@ -69,20 +71,44 @@ def hot_source(
     )
 
 
+def ae_title_processor(
+    sink: object,
+    scheduler: TestScheduler,
+    settings: object,
+    *,
+    ae: str = "AET1",
+    grace_ms: int = 0,
+    caught_up: bool = True,
+) -> AeTitleJobProcessor:
+    """An AE Title Job Processor as a test wants it: parsed ``settings``, ``grace_ms``
+    (0: closes exactly at the deadline) and every partition caught up or not (not: only
+    the event clock closes groups, as while the runtime replays a backlog)."""
+    processor = AeTitleJobProcessor(ae, {}, sink, scheduler, settings=settings)  # type: ignore[arg-type]
+    processor.window.set_grace(grace_ms)
+    processor.window.state.caught_up_default = caught_up
+    return processor
+
+
 @dataclass
 class RecordingSink:
-    """Keeps ``(virtual time, record)`` of every closed group and every removal."""
+    """Keeps ``(virtual time, record)`` of every closed group and every removal (the
+    superseded copies a group is written with are removals with reason ``duplicate``),
+    and the inputs each removal consumed."""
 
     scheduler: TestScheduler
     closed: list[tuple[float, GroupClosed]] = field(default_factory=list)
     removed: list[tuple[float, str, tuple[str, ...], str]] = field(default_factory=list)
+    removed_inputs: list[tuple[InputOffset, ...]] = field(default_factory=list)
 
-    def group_closed(self, record: GroupClosed) -> None:
+    def group_closed(self, record: GroupClosed, superseded: Sequence[object] = ()) -> None:
         self.closed.append((self.scheduler.clock, record))
+        if superseded:
+            self.remove(Removal(record.ae_title, superseded, "duplicate"))  # type: ignore[arg-type]
 
-    def remove_instances(self, ae_title: str, instances: Sequence[object], reason: str) -> None:
-        uris = tuple(getattr(i, "uri") for i in instances)  # noqa: B009 - any InstanceRef
-        self.removed.append((self.scheduler.clock, ae_title, uris, reason))
+    def remove(self, removal: Removal) -> None:
+        uris = tuple(i.uri for i in removal.instances)
+        self.removed.append((self.scheduler.clock, removal.ae_title, uris, removal.reason))
+        self.removed_inputs.append(tuple(removal.inputs))
 
     @property
     def records(self) -> list[GroupClosed]:

@@ -21,9 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from processors.ledgerio import LedgerRecord
 from streams.events import GroupClosed, InstancesRemoved, JobSubmitted
-from streams.kafka import ensure_topics, read_to_end
+from streams.kafka import Record, ensure_topics, read_to_end
 from tests.helpers.cluster import NS, Cluster, Role, poll, scrape
 from tests.helpers.dicom import echoscu
 from tests.helpers.load import (
@@ -37,7 +36,8 @@ from tests.helpers.load import (
     send_association,
     write_round,
 )
-from tests.helpers.processor import PIPELINES, free_port, poll_readyz
+from tests.helpers.processor import PIPELINES, poll_readyz
+from tests.helpers.waiting import free_port
 
 AE = "CLARA-LOAD"
 PARTITIONS = 6
@@ -78,7 +78,7 @@ class LedgerTail:
         self.bootstrap = bootstrap
         self.topic = topic
         self._next: dict[int, int | None] = dict.fromkeys(range(partitions))
-        self.records: list[LedgerRecord] = []
+        self.records: list[Record] = []
         self.job_groups: list[GroupClosed] = []
         self.submitted: list[str] = []
         self.removed: set[str] = set()
@@ -88,9 +88,7 @@ class LedgerTail:
         read = await read_to_end(self.bootstrap, self.topic, self._next, timeout_s=60)
         for record in read.records:
             data = record.envelope.data
-            self.records.append(
-                LedgerRecord(record.partition, record.offset, record.key or "", record.envelope)
-            )
+            self.records.append(record)
             if isinstance(data, GroupClosed) and data.jobs:
                 self.job_groups.append(data)
             elif isinstance(data, JobSubmitted):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import sys
 import time
 from collections import Counter
@@ -16,9 +15,8 @@ from pathlib import Path
 import httpx
 
 from processors.aetitle import AeTitleJobProcessor
-from processors.ledgerio import LedgerRecord, replay
-from streams.events import GroupClosed, InputOffset, InstanceReceived, envelope
-from streams.kafka import EventPublisher
+from streams.events import GroupClosed, InputOffset, InstanceReceived, RecordKeys, envelope
+from streams.kafka import EventPublisher, Record
 
 REPO = Path(__file__).resolve().parents[2]
 AE = "CLARA-BREAST"
@@ -40,12 +38,15 @@ def write_config(
     commit_interval_ms: int = 1000,
     http_port: int = 0,
     processor: str = "aetitle",
+    timeout_s: int | None = None,
 ) -> Path:
     """A config of one AE title with the seed's Scenario 2 settings (groupBy Study,
     timeout 5 s by default) and ``pipelines`` (default: breast only)."""
     storage.mkdir(parents=True, exist_ok=True)
     chosen = pipelines or {"breast": PIPELINES["breast"]}
     settings = "".join(f"        pipeline-{name}: {pid}\n" for name, pid in chosen.items())
+    if timeout_s is not None:
+        settings += f"        timeout: {timeout_s}\n"
     path.write_text(
         f"adapter_id: {adapter_id}\n"
         f"storage: {storage}\n"
@@ -60,13 +61,6 @@ def write_config(
         f"{settings}"
     )
     return path
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for the HTTP endpoint)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_process(
@@ -136,8 +130,8 @@ def instance(
 
 
 def key_of(item: InstanceReceived) -> str:
-    """``<called_ae>/<PatientID>`` (DESIGN.md §3.3)."""
-    return f"{item.called_ae}/{item.patient_id}"
+    """The record key an SCP gives ``item`` (the lab secret, as the test roles use)."""
+    return RecordKeys()(item.called_ae, item.patient_id)
 
 
 async def publish_instances(
@@ -148,7 +142,7 @@ async def publish_instances(
     await publisher.publish_many(topic, batch)
 
 
-def group_records(records: Sequence[LedgerRecord]) -> list[tuple[LedgerRecord, GroupClosed]]:
+def group_records(records: Sequence[Record]) -> list[tuple[Record, GroupClosed]]:
     """The ``group.closed`` records of a ledger, with where they are."""
     return [
         (r, r.envelope.data)
@@ -157,31 +151,9 @@ def group_records(records: Sequence[LedgerRecord]) -> list[tuple[LedgerRecord, G
     ]
 
 
-def job_groups(records: Sequence[LedgerRecord]) -> list[GroupClosed]:
+def job_groups(records: Sequence[Record]) -> list[GroupClosed]:
     """``group.closed`` records that carry jobs (not removal requests)."""
     return [g for _, g in group_records(records) if g.jobs]
-
-
-async def wait_for_ledger(
-    bootstrap: str,
-    topic: str,
-    done: Callable[[list[LedgerRecord]], bool],
-    *,
-    timeout_s: float = 60.0,
-    alive: Callable[[], None] | None = None,
-) -> list[LedgerRecord]:
-    """Replay ``topic`` until ``done(records)`` (a readiness poll); ``alive`` may raise
-    to stop waiting early (e.g. the process under test died)."""
-    deadline = time.monotonic() + timeout_s
-    records: list[LedgerRecord] = []
-    while time.monotonic() < deadline:
-        if alive is not None:
-            alive()
-        records = await replay(bootstrap, topic)
-        if done(records):
-            return records
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"ledger condition not met in {timeout_s} s; {len(records)} events")
 
 
 async def readyz(url: str) -> tuple[int, dict[str, object]] | None:
@@ -281,18 +253,18 @@ async def settle_after(newest_ms: int, alive: Callable[[], None]) -> None:
         await asyncio.sleep(0.2)
 
 
-def all_in_jobs(planned: Sequence[Planned]) -> Callable[[list[LedgerRecord]], bool]:
+def all_in_jobs(planned: Sequence[Planned]) -> Callable[[list[Record]], bool]:
     """A ledger condition: every planned instance is in a job of every pipeline."""
     sops = {p.sop for p in planned}
 
-    def done(records: list[LedgerRecord]) -> bool:
+    def done(records: list[Record]) -> bool:
         check = count_jobs(job_groups(records))
         return all(set(check.per_pipeline.get(name, ())) >= sops for name in PIPELINES)
 
     return done
 
 
-def assert_exactly_once(records: Sequence[LedgerRecord], planned: Sequence[Planned]) -> None:
+def assert_exactly_once(records: Sequence[Record], planned: Sequence[Planned]) -> None:
     """Every planned instance in exactly one job per pipeline, no job id twice, every
     study exactly one group with all its instances, nothing reclaimed."""
     groups = job_groups(records)
@@ -316,7 +288,7 @@ def assert_exactly_once(records: Sequence[LedgerRecord], planned: Sequence[Plann
 class ExplodingProcessor(AeTitleJobProcessor):
     """An AE Title Job Processor that raises on the instance whose SOP UID is ``boom``."""
 
-    def handle_instance(self, instance: InstanceReceived, position: InputOffset) -> None:
+    def handle_record(self, instance: InstanceReceived, position: InputOffset, time: int) -> None:
         if instance.sop_instance_uid == "boom":
             raise RuntimeError("cannot handle this instance")
-        super().handle_instance(instance, position)
+        super().handle_record(instance, position, time)

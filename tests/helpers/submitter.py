@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from processors.ledgerio import LedgerFollower, LedgerRecord, replay
 from processors.reclaim import ReclaimService
 from processors.submit import PlatformClient, RetryPolicy, SubmitService
 from streams.events import Envelope, EventData, envelope
-from streams.kafka import EventPublisher, ensure_topics
+from streams.kafka import EventPublisher, LogFollower, Record, ensure_topics
 
 
 @dataclass
@@ -54,8 +53,8 @@ async def running_submitter(
         tasks = [
             asyncio.create_task(submitter.run(stop)),
             asyncio.create_task(
-                LedgerFollower(
-                    bootstrap_servers=bootstrap,
+                LogFollower(
+                    bootstrap,
                     topic=topic,
                     group_id=f"{group}.submit",
                     handler=submitter,
@@ -75,8 +74,8 @@ async def running_submitter(
             tasks.append(asyncio.create_task(reclaimer.run(stop)))
             tasks.append(
                 asyncio.create_task(
-                    LedgerFollower(
-                        bootstrap_servers=bootstrap,
+                    LogFollower(
+                        bootstrap,
                         topic=topic,
                         group_id=f"{group}.reclaim",
                         handler=reclaimer,
@@ -104,33 +103,6 @@ async def publish(
     return out
 
 
-async def wait_for_ledger(
-    bootstrap: str,
-    topic: str,
-    done: Callable[[list[LedgerRecord]], bool],
-    *,
-    timeout_s: float = 60.0,
-) -> list[LedgerRecord]:
-    """Replay ``topic`` until ``done(records)`` (a readiness poll); returns the records."""
-    deadline = time.monotonic() + timeout_s
-    records: list[LedgerRecord] = []
-    while time.monotonic() < deadline:
-        records = await replay(bootstrap, topic)
-        if done(records):
-            return records
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"ledger condition not met in {timeout_s} s; {len(records)} events")
-
-
-async def wait_until(check: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
-    """Poll an in-process condition (readiness, never the assertion itself)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
-def of_type(records: Sequence[LedgerRecord], kind: str) -> list[Envelope]:
+def of_type(records: Sequence[Record], kind: str) -> list[Envelope]:
     """Envelopes of one event type, in ledger order (per partition)."""
     return [r.envelope for r in records if r.envelope.type == kind]

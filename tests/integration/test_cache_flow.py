@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers.dicom import echoscu, make_ct, storescu, write_instances
-from helpers.processor import free_port, readyz, wait_for_ledger
+from helpers.processor import readyz
+from helpers.waiting import free_port, wait_for_ledger
 from pydicom.uid import generate_uid
 
 from processors.cache import database_path
@@ -61,6 +62,7 @@ async def role(
     """``dicom-adapter <name>`` as a subprocess (stderr to ``log``); SIGTERM on exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_ADAPTER")}
     env["DICOM_ADAPTER_HTTP__PORT"] = str(http_port)
+    env["DICOM_ADAPTER_HTTP__AUTH__TOKENS"] = TOKEN
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "processors.cli", name, "--config", str(config),
@@ -78,6 +80,11 @@ async def role(
                 proc.kill()
                 await proc.wait()
     assert proc.returncode == 0, f"{name} exited {proc.returncode}: {_tail(log)}"
+
+
+#: The API needs a token (processors/http/auth.py); the roles get it from the environment.
+TOKEN = "cache-flow-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _tail(log: Path) -> str:
@@ -151,7 +158,7 @@ async def test_two_studies_one_job_the_other_stays_across_restarts(
     async with (
         role("scp", config, kafka_bootstrap, logs / "scp.log"),
         role("submit", config, kafka_bootstrap, logs / "submit.log"),
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=AUTH) as client,
     ):
         async with role("process", config, kafka_bootstrap, logs / "process.log", http_port):
             await until(lambda: echoscu(scp_port, aec=AE).returncode == 0, "SCP answers C-ECHO")

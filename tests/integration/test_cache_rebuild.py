@@ -14,8 +14,8 @@ import pytest
 from helpers.instances import RecordingSink, make_instance
 from reactivex.testing import TestScheduler
 
-from processors.base import ProcessorContext
 from processors.cache import CacheProcessor, database_path
+from processors.contracts import ProcessorContext
 from processors.reclaim import removal_request
 from streams.events import InputOffset, InstanceReceived, envelope
 from streams.kafka import EventPublisher, ensure_topics
@@ -76,7 +76,7 @@ async def test_rebuild_lists_what_no_group_consumed(
     context = ProcessorContext(
         storage=tmp_path / "storage",
         adapter_id="t",
-        bootstrap_servers=kafka_bootstrap,
+        kafka=kafka_bootstrap,
         instances_topic=instances_topic,
         jobs_topic=jobs_topic,
     )
@@ -96,7 +96,7 @@ async def test_rebuild_lists_what_no_group_consumed(
     # A complete database is not rebuilt again (the broker is not even asked).
     again = CacheProcessor(AE, {"pipeline-x": "PX"}, RecordingSink(sched), sched)
     unreachable = ProcessorContext(
-        storage=tmp_path / "storage", bootstrap_servers="127.0.0.1:1", instances_topic="x",
+        storage=tmp_path / "storage", kafka="127.0.0.1:1", instances_topic="x",
         jobs_topic="y",
     )  # fmt: skip
     await again.start(unreachable)

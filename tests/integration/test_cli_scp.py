@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 import pytest
 from helpers.dicom import echoscu, make_ct, storescu, write_instances
 from helpers.kafka import read_events
+from helpers.waiting import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom]
 
 CLI = [sys.executable, "-m", "processors.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, port: int, prefix: str) -> Path:
@@ -75,7 +69,7 @@ def _wait_until_echo_succeeds(port: int, proc: subprocess.Popen[str], timeout_s:
 async def test_scp_command_serves_until_sigterm(
     tmp_path: Path, kafka_bootstrap: str, unique_name
 ) -> None:
-    port = _free_port()
+    port = free_port()
     prefix = unique_name("cli")
     config = _config(tmp_path, port, prefix)
     proc = _start([*CLI, "scp", "--config", str(config), "--kafka", kafka_bootstrap])
@@ -99,7 +93,7 @@ async def test_scp_command_serves_until_sigterm(
 
 
 def test_scp_without_kafka_is_a_usage_error(tmp_path: Path) -> None:
-    config = _config(tmp_path, _free_port(), "x")
+    config = _config(tmp_path, free_port(), "x")
     proc = subprocess.run(
         [*CLI, "scp", "--config", str(config)],
         env=_env(),
@@ -111,3 +105,29 @@ def test_scp_without_kafka_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dicom-adapter: error: no Kafka address")
+
+
+def test_scp_refuses_an_untested_pynetdicom_in_one_line(tmp_path: Path) -> None:
+    """The runtime guard of streams/scp/compat.py, seen from the command line: the role
+    fails before it opens anything, with one ERROR line that says how to fix it."""
+    config = _config(tmp_path, free_port(), "x")
+    # The same CLI, with pynetdicom claiming a release outside TESTED_PYNETDICOM.
+    as_untested = (
+        "import sys, pynetdicom; pynetdicom.__version__ = '3.1.0'; "
+        "from processors.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", as_untested, "scp", "--config", str(config)],
+        env={**_env(), "DICOM_ADAPTER_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, proc.stderr
+    assert "pynetdicom 3.1.0 is untested" in errors[0]
+    assert "pip install 'pynetdicom>=3.0.4,<3.1'" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "storage").exists()  # refused before anything was opened

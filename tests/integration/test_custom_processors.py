@@ -15,14 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers.processor import (
-    instance,
-    job_groups,
-    publish_instances,
-    start_process,
-    stop_process,
-    wait_for_ledger,
-)
+from helpers.processor import instance, job_groups, publish_instances, start_process, stop_process
+from helpers.waiting import wait_for_ledger
 
 from processors.registry import ENTRY_POINT_GROUP
 from streams.kafka import EventPublisher, ensure_topics

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers.dicom import dcmtk, make_ct, storescu, write_instances
 from helpers.kafka import read_events
+from helpers.waiting import free_port
 from pydicom.uid import generate_uid
 
 from streams.events import Envelope, GroupClosed, JobSubmitted
@@ -30,14 +31,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.dicom, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 AE = "CLARA"
 TIMEOUT_MS = 5_000
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(path: Path, storage: Path, prefix: str, port: int, settings: str) -> Path:
@@ -119,7 +112,7 @@ def adapter(
 
     def start(settings: str) -> Adapter:
         prefix = unique_name("e2e")
-        port = _free_port()
+        port = free_port()
         storage = tmp_path / "storage"
         config = _config(tmp_path / "config.yaml", storage, prefix, port, settings)
         log = stack.enter_context((tmp_path / "run.log").open("w"))

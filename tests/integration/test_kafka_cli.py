@@ -109,6 +109,14 @@ def test_events_prints_each_event_once_and_stops_at_the_end(
     out = capsys.readouterr().out.splitlines()
     assert [orjson.loads(line) for line in out] == [to_dict(FAILED)]
 
+    # --json hides patient identifiers unless --show-phi.
+    args = ["events", "--config", str(with_address), "--topic", "instances", "--from-beginning"]
+    assert main([*args, "--json"]) == 0
+    hidden = capsys.readouterr().out
+    assert SECRET not in hidden and '"patient_id":"<redacted>"' in hidden
+    assert main([*args, "--json", "--show-phi"]) == 0
+    assert SECRET in capsys.readouterr().out
+
 
 async def test_events_follow_prints_new_events_as_they_arrive(
     kafka_bootstrap: str, unique_name: Callable[[str], str]

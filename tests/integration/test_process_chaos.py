@@ -33,9 +33,9 @@ from tests.helpers.processor import (
     start_process,
     stop_process,
     stream,
-    wait_for_ledger,
     write_config,
 )
+from tests.helpers.waiting import wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.chaos]
 

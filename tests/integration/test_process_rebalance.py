@@ -22,7 +22,6 @@ from tests.helpers.processor import (
     STUDIES,
     all_in_jobs,
     assert_exactly_once,
-    free_port,
     job_groups,
     plan,
     poll_readyz,
@@ -30,9 +29,9 @@ from tests.helpers.processor import (
     start_process,
     stop_process,
     stream,
-    wait_for_ledger,
     write_config,
 )
+from tests.helpers.waiting import free_port, wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.chaos]
 

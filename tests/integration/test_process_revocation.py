@@ -20,7 +20,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.aetitle import AeTitleJobProcessor
-from processors.runtime import ProcessRole, decode_positions, processors_group
+from processors.roles import ProcessRole, processors_group
+from processors.runtime import decode_positions
 from streams.config import load_config
 from streams.events import envelope
 from streams.kafka import EventPublisher, ensure_topics
@@ -31,22 +32,14 @@ from tests.helpers.processor import (
     instance,
     job_groups,
     key_of,
-    wait_for_ledger,
     write_config,
 )
+from tests.helpers.waiting import wait_for_ledger, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PARTITIONS = 4
 FAST = {"heartbeat_interval_ms": 300, "session_timeout_ms": 6000}
-
-
-async def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        await asyncio.sleep(0.05)
 
 
 def window(role: ProcessRole) -> AeTitleJobProcessor:
@@ -75,7 +68,10 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
         )
         for name in ("proc-a", "proc-b")
     }
-    roles = {n: ProcessRole(c, kafka_bootstrap, consumer_options=FAST) for n, c in configs.items()}
+    roles = {
+        n: ProcessRole(c.with_kafka(kafka_bootstrap), consumer_options=FAST)
+        for n, c in configs.items()
+    }
     stops = {n: asyncio.Event() for n in roles}
     tasks: dict[str, asyncio.Task[None]] = {}
     every = frozenset(range(PARTITIONS))
@@ -171,7 +167,7 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(processors_group(prefix))
+        committed = await admin.list_consumer_group_offsets(processors_group(prefix, AE))
     finally:
         await admin.close()
     assert {tp.partition: om.offset for tp, om in committed.items()} == clocks

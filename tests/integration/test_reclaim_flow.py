@@ -15,7 +15,8 @@ import pytest
 from processors.submit import KafkaPlatform
 from streams.events import GroupInstance, InstancesRemoved, JobSubmitted
 from tests.helpers.jobs import group_closed, write_instances
-from tests.helpers.submitter import of_type, publish, running_submitter, wait_for_ledger
+from tests.helpers.submitter import of_type, publish, running_submitter
+from tests.helpers.waiting import wait_for_ledger
 
 pytestmark = pytest.mark.kafka
 KEY = "AET1/PAT1"

@@ -27,17 +27,16 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.abc import ConsumerRebalanceListener
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from processors.ledgerio import LedgerRecord
-from processors.runtime import processors_group
+from processors.roles import processors_group
 from streams.events import GroupClosed, InstancesRemoved, JobSubmitted
-from streams.kafka import ensure_topics
+from streams.kafka import Record, ensure_topics
 from tests.helpers.cluster import NS, Cluster, Role, poll, scrape
 from tests.helpers.dicom import dcmtk, echoscu, make_ct, storescu, write_instances
-from tests.helpers.processor import PIPELINES, free_port, poll_readyz, wait_for_ledger
+from tests.helpers.processor import PIPELINES, poll_readyz
+from tests.helpers.waiting import HoldRebalance, free_port, wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom, pytest.mark.slow]
 
@@ -72,21 +71,6 @@ def _config(path: Path, *, prefix: str, storage: Path) -> Path:
     return path
 
 
-class _HoldRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A group member that does not let a rebalance finish until ``release`` is set."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.assigned = asyncio.Event()
-
-    async def on_partitions_revoked(self, revoked: object) -> None:
-        if self.assigned.is_set():
-            await self.release.wait()
-
-    async def on_partitions_assigned(self, assigned: object) -> None:
-        self.assigned.set()
-
-
 async def send(scp: Role, folder: Path, datasets: list[Dataset]) -> None:
     """One association (DCMTK storescu) to ``scp``; records what it sent."""
     files = write_instances(folder, datasets)
@@ -104,7 +88,7 @@ async def echo_ready(scp: Role) -> None:
     await poll(f"{scp.name} C-ECHO", answers, timeout_s=60)
 
 
-def _jobs(records: list[LedgerRecord]) -> list[GroupClosed]:
+def _jobs(records: list[Record]) -> list[GroupClosed]:
     return [
         r.envelope.data
         for r in records
@@ -112,12 +96,12 @@ def _jobs(records: list[LedgerRecord]) -> list[GroupClosed]:
     ]
 
 
-def _submitted(records: list[LedgerRecord]) -> list[str]:
+def _submitted(records: list[Record]) -> list[str]:
     return [r.envelope.data.job_id for r in records if isinstance(r.envelope.data, JobSubmitted)]
 
 
-def _everything_submitted(sops: set[str]) -> Callable[[list[LedgerRecord]], bool]:
-    def done(records: list[LedgerRecord]) -> bool:
+def _everything_submitted(sops: set[str]) -> Callable[[list[Record]], bool]:
+    def done(records: list[Record]) -> bool:
         groups = _jobs(records)
         seen: dict[str, set[str]] = collections.defaultdict(set)
         ids = set()
@@ -155,10 +139,10 @@ async def test_two_scps_two_processors_one_submitter_on_one_bus(
 
     # A member of the processors' group that holds the first rebalance up: the replicas
     # connect and join, but get no partitions until it lets go.
-    holder = _HoldRebalance()
+    holder = HoldRebalance()
     member = AIOKafkaConsumer(
         bootstrap_servers=kafka_bootstrap,
-        group_id=processors_group(prefix),
+        group_id=processors_group(prefix, AE),
         enable_auto_commit=False,
     )
     await member.start()

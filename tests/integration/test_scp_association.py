@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from pathlib import Path
 
 import pydicom
@@ -18,6 +17,7 @@ import pytest
 from helpers import scu
 from helpers.dicom import echoscu, make_ct, storescu, write_instances
 from helpers.scp import scp_config
+from helpers.waiting import wait_for
 
 from streams.scp import ScpService
 
@@ -102,13 +102,6 @@ async def test_unknown_sources_accepted_when_not_required(
         assert proc.returncode == 0, proc.stderr
 
 
-def _wait_for(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 async def test_associations_past_max_are_rejected_local_limit(
     tmp_path: Path, kafka_bootstrap: str, unique_name
 ) -> None:
@@ -126,7 +119,7 @@ async def test_associations_past_max_are_rejected_local_limit(
         assert "Local limit exceeded" in flood.reason
         for assoc in opened:
             await asyncio.to_thread(assoc.release)
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations())
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations())
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec="CT-AE")
         assert result.established and status == 0
 
@@ -138,7 +131,7 @@ async def test_accepted_sockets_have_nodelay_and_quickack_reads(
     async with ScpService(config) as scp:
         _, assoc, result = await asyncio.to_thread(scu.associate, scp.port, aec="CT-AE")
         assert result.established
-        await asyncio.to_thread(_wait_for, lambda: bool(scp.server.associations()))
+        await asyncio.to_thread(wait_for, lambda: bool(scp.server.associations()))
         server_side = scp.server.associations()[0]
         raw = server_side.dul.socket.socket
         assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -31,6 +31,7 @@ from helpers.dicom import make_ct
 from helpers.kafka import read_events
 from helpers.portfuzz import AE, Case
 from helpers.scp import scp_config
+from helpers.waiting import wait_for
 from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
 
@@ -59,13 +60,6 @@ CRASH_MARKERS = (
 
 
 # -- invariants ---------------------------------------------------------------------
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _stored_sops(storage: Path) -> Iterator[tuple[Path, str]]:
@@ -173,7 +167,7 @@ async def _fuzz(
     async with ScpService(config) as scp:
         port = scp.port
         probes.append(await asyncio.to_thread(_probe_store, port))
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations(), "idle SCP")
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations(), "idle SCP")
         baseline = _server_threads()
         rng = random.Random(FUZZ_SEED)
         started = time.monotonic()
@@ -195,10 +189,10 @@ async def _fuzz(
                     answered_success.update(_ascii(u) for u in o.successes)
                 # No association or thread outlives its connection.
                 await asyncio.to_thread(
-                    _wait_for, lambda: not scp.server.associations(), "associations to end"
+                    wait_for, lambda: not scp.server.associations(), "associations to end"
                 )
                 await asyncio.to_thread(
-                    _wait_for,
+                    wait_for,
                     lambda: _server_threads() <= baseline + THREAD_SLACK,
                     f"threads back near {baseline} (after {done} cases): "
                     f"{sorted(t.name for t in _threads())}",
@@ -257,7 +251,7 @@ async def test_association_flood_past_max_associations_is_rejected_then_serves(
             assert "Local limit exceeded" in r.reason
         for assoc in established:
             await asyncio.to_thread(assoc.release)  # type: ignore[attr-defined]
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations(), "idle SCP")
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations(), "idle SCP")
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec=AE)
         assert result.established and status == 0
         await asyncio.to_thread(_probe_store, scp.port)

@@ -33,7 +33,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.dsutils import encode
 
-from streams.scp import INVALID_SOP_INSTANCE, SUCCESS, ScpService
+from streams.scp import ScpService
+from streams.scp.statuses import INVALID_SOP_INSTANCE, SUCCESS
 from streams.storage import sanitize_component, uri_to_path
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom]

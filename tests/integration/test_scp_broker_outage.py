@@ -17,6 +17,7 @@ from helpers.kafka import read_events
 from helpers.scp import scp_config
 from pydicom.uid import generate_uid
 
+from streams.events import RecordKeys
 from streams.scp import ScpService, outbox_dir
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom]
@@ -117,11 +118,11 @@ async def test_broker_comes_back_while_receiving(
             assert scp.outbox.pending_bytes == 0  # published directly this time
             events = await read_events(kafka_bootstrap, f"{prefix}.instances", at_least=20)
     assert len(events) == 20 and len({env.id for _, env in events}) == 20
-    p1 = sorted(env.id for key, env in events if key == "CT-AE/P1")
+    p1 = sorted(env.id for key, env in events if key == RecordKeys()("CT-AE", "P1"))
     assert p1 == queued
-    assert sorted(env.data.sop_instance_uid for key, env in events if key == "CT-AE/P2") == sorted(
-        f.stem for f in after
-    )
+    assert sorted(
+        env.data.sop_instance_uid for key, env in events if key == RecordKeys()("CT-AE", "P2")
+    ) == sorted(f.stem for f in after)
 
 
 async def test_neither_kafka_nor_outbox_answers_out_of_resources(

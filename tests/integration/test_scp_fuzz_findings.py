@@ -40,6 +40,7 @@ import pytest
 from helpers import pdus, scu
 from helpers.dicom import make_ct
 from helpers.scp import scp_config
+from helpers.waiting import wait_for
 from pydicom.uid import generate_uid
 from pynetdicom.dsutils import encode
 
@@ -48,15 +49,6 @@ from streams.scp import ScpService
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom]
 
 AE = "CT-AE"
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> float:
-    """Poll ``condition``; returns the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout_s, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def _connect(port: int, timeout_s: float = 10.0) -> socket.socket:
@@ -136,7 +128,7 @@ async def test_response_queued_after_abort_of_malformed_association_never_reache
                 types = await asyncio.to_thread(_read_until_closed, sock)
             assert pdus.A_ABORT in types  # the abort for the invalid PDU, then a close
             await asyncio.to_thread(
-                _wait_for, lambda: not scp.server.associations(), "the association to end"
+                wait_for, lambda: not scp.server.associations(), "the association to end"
             )
         assert _fsm_errors(caplog) == []
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec=AE)
@@ -163,7 +155,7 @@ async def test_associate_rq_completed_after_artim_expiry_never_crashes_the_dul_i
         sock = await asyncio.to_thread(_connect, scp.port)
         with sock:
             # Readiness: the DUL has taken the connection (Sta2, ARTIM running).
-            await asyncio.to_thread(_wait_for, lambda: _dul_states(scp) == ["Sta2"], "Sta2")
+            await asyncio.to_thread(wait_for, lambda: _dul_states(scp) == ["Sta2"], "Sta2")
             # A slow peer: the PDU comes in three parts, 0.6 s apart (each read waits
             # less than the 1 s timeout), so its end arrives after the ARTIM deadline.
             for part in (rq[:20], rq[20:60]):
@@ -174,7 +166,7 @@ async def test_associate_rq_completed_after_artim_expiry_never_crashes_the_dul_i
         # Accepted, or aborted because the association thread stopped waiting for the
         # request at the ACSE timeout; never left without an answer.
         assert answers in ([pdus.A_ASSOCIATE_AC], [pdus.A_ABORT]), answers
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations(), "idle SCP")
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations(), "idle SCP")
         assert _fsm_errors(caplog) == []
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec=AE)
         assert result.established and status == 0
@@ -214,13 +206,13 @@ async def test_garbage_before_associate_rq_frees_its_slot_after_acse_timeout(
             for hog in hogs:
                 hog.sendall(garbage)
             await asyncio.to_thread(
-                _wait_for, lambda: len(scp.server.associations()) == 3, "3 slots taken"
+                wait_for, lambda: len(scp.server.associations()) == 3, "3 slots taken"
             )
             started = time.monotonic()
             result, _ = await asyncio.to_thread(scu.echo, scp.port, aec=AE)
             refused_at_first = result.rejected
             await asyncio.to_thread(
-                _wait_for,
+                wait_for,
                 lambda: scu.echo(scp.port, aec=AE)[0].established,
                 "the SCP to accept a real sender again",
                 20.0,
@@ -253,7 +245,7 @@ async def test_connection_closed_before_associate_rq_frees_its_slot_at_once(
             with sock:
                 sock.sendall(b"\xff" * 12)
         took = await asyncio.to_thread(
-            _wait_for, lambda: not scp.server.associations(), "the slots to be freed", 30.0
+            wait_for, lambda: not scp.server.associations(), "the slots to be freed", 30.0
         )
         assert took < 10
 
@@ -263,7 +255,7 @@ async def test_connection_closed_before_associate_rq_frees_its_slot_at_once(
             result, status = scu.echo(scp.port, aec=AE)
             return result.established and status == 0
 
-        await asyncio.to_thread(_wait_for, echo_accepted, "a C-ECHO to be accepted", 10.0)
+        await asyncio.to_thread(wait_for, echo_accepted, "a C-ECHO to be accepted", 10.0)
 
 
 def _associate_rq_with_context_id(context_id: int) -> bytes:
@@ -311,7 +303,7 @@ async def test_pdu_that_decodes_but_is_not_a_valid_primitive_is_aborted_not_a_de
                 sock.sendall(then)
             answers = await asyncio.to_thread(_read_until_closed, sock)
         assert answers == [pdus.A_ABORT], (name, answers)
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations(), "idle SCP")
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations(), "idle SCP")
         assert _fsm_errors(caplog) == []
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec=AE)
         assert result.established and status == 0
@@ -342,7 +334,7 @@ async def test_connection_reset_after_a_abort_closes_its_socket(
 
         for _ in range(20):
             await asyncio.to_thread(abort_and_reset)
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations(), "idle SCP")
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations(), "idle SCP")
         gc.collect()
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec=AE)
         assert result.established and status == 0
@@ -405,7 +397,7 @@ async def test_malformed_c_store_rq_gets_a_failure_status_not_silence_or_success
                 assert pdus.command_status(got.body) == (expected, sop if drop != 0x1000 else "")
                 sock.sendall(pdus.pdu(pdus.A_RELEASE_RQ, bytes(4)))
                 assert await asyncio.to_thread(_read_until_closed, sock) == [pdus.A_RELEASE_RP]
-        await asyncio.to_thread(_wait_for, lambda: not scp.server.associations(), "idle SCP")
+        await asyncio.to_thread(wait_for, lambda: not scp.server.associations(), "idle SCP")
         stored = [p for p in storage.rglob("*.dcm") if ".outbox" not in p.parts]
         assert len(stored) == (1 if expected == 0 else 0)
         result, status = await asyncio.to_thread(scu.echo, scp.port, aec=AE)

@@ -23,6 +23,7 @@ from helpers.kafka import read_events
 from helpers.scp import scp_config
 from pydicom.data import get_testdata_files
 
+from streams.events import RecordKeys
 from streams.scp import ScpService
 from streams.storage import sanitize_component, uri_to_path
 
@@ -232,6 +233,6 @@ async def test_every_sendable_pydicom_file_is_stored_and_published(
         assert data.patient_id == str(ds.get("PatientID", ""))
         assert data.study_instance_uid == str(ds.get("StudyInstanceUID", ""))
         assert data.series_instance_uid == str(ds.get("SeriesInstanceUID", ""))
-        assert key == f"{AE}/{data.patient_id}"
+        assert key == RecordKeys()(AE, data.patient_id)
         path = uri_to_path(data.uri)
         assert path.is_relative_to(storage.absolute()) and path.exists()

@@ -20,7 +20,8 @@ import pytest
 from streams.events import GroupInstance, JobSubmitted
 from tests.helpers.jobs import group_closed, write_instances
 from tests.helpers.platform import PlatformServer
-from tests.helpers.submitter import of_type, publish, wait_for_ledger
+from tests.helpers.submitter import of_type, publish
+from tests.helpers.waiting import wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

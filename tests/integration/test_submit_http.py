@@ -12,26 +12,20 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.submit import HttpPlatform, RetryPolicy
 from streams.events import GroupInstance, JobFailed, JobSubmitted, Priority
 from tests.helpers.jobs import group_closed, write_instances
 from tests.helpers.platform import PlatformServer
-from tests.helpers.submitter import (
-    of_type,
-    publish,
-    running_submitter,
-    wait_for_ledger,
-    wait_until,
-)
+from tests.helpers.submitter import of_type, publish, running_submitter
+from tests.helpers.waiting import committed_offsets, wait_for_ledger, wait_until
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -248,17 +242,6 @@ async def test_a_lower_job_is_not_starved_by_immediate_ones(
     assert order.index("low") < len(order) - 5, order
 
 
-async def committed(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    meta = offsets.get(TopicPartition(topic, partition))
-    return None if meta is None else int(meta.offset)
-
-
 async def test_offsets_are_committed_only_after_the_outcome_is_written(
     kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -281,27 +264,25 @@ async def test_offsets_are_committed_only_after_the_outcome_is_written(
             # the commit loop runs every second: wait until it has committed something
 
             async def has_commit() -> bool:
-                return await committed(kafka_bootstrap, group, topic, closed.partition) is not None
+                return (await committed_offsets(kafka_bootstrap, group)).get(
+                    TopicPartition(topic, closed.partition)
+                ) is not None
 
-            await wait_until_async(has_commit, timeout_s=20)
+            await wait_until(has_commit, timeout_s=20)
             more = await wait_for_ledger(kafka_bootstrap, topic, has("job.failed", 10))
             assert len(more) > len(records)
             # retries are being written, but the group.closed is not done: not committed past
-            assert await committed(kafka_bootstrap, group, topic, closed.partition) == closed.offset
+            assert (await committed_offsets(kafka_bootstrap, group)).get(
+                TopicPartition(topic, closed.partition)
+            ) == closed.offset
             server.fail_first = 0
             done = await wait_for_ledger(kafka_bootstrap, topic, has("job.submitted"))
             submitted_at = max(r.offset for r in done if r.envelope.type == "job.submitted")
 
             async def moved() -> bool:
-                offset = await committed(kafka_bootstrap, group, topic, closed.partition)
+                offset = (await committed_offsets(kafka_bootstrap, group)).get(
+                    TopicPartition(topic, closed.partition)
+                )
                 return offset is not None and offset > submitted_at
 
-            await wait_until_async(moved, timeout_s=20)
-
-
-async def wait_until_async(check: Callable[[], Awaitable[bool]], *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s} s")
-        await asyncio.sleep(0.2)
+            await wait_until(moved, timeout_s=20)

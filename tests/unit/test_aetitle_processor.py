@@ -10,14 +10,20 @@ import logging
 from collections.abc import Sequence
 
 import pytest
-from helpers.instances import RecordingSink, hot_source, make_instance, positioned
+from helpers.instances import (
+    RecordingSink,
+    ae_title_processor,
+    hot_source,
+    make_instance,
+    positioned,
+)
 from reactivex.testing import TestScheduler
 
 from processors.aetitle import AeTitleJobProcessor, AeTitleSettings
 from processors.aetitle.settings import PATIENT_ID, SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
 from processors.base import ProcessorFailedError
 from processors.jobnames import job_name
-from streams.events import GroupClosed, InstanceReceived, Priority
+from streams.events import GroupClosed, InputOffset, InstanceReceived, Priority
 from streams.kafka.commits import CommitTracker
 
 T0 = 1_732_800_000_000  # 2024-11-28 13:20:00 UTC, epoch ms
@@ -41,9 +47,7 @@ def make(
 ) -> tuple[TestScheduler, RecordingSink, AeTitleJobProcessor]:
     sched = TestScheduler()
     sink = RecordingSink(sched)
-    processor = AeTitleJobProcessor(
-        ae, {}, sink, sched, settings=cfg, grace_ms=0, caught_up=caught_up
-    )
+    processor = ae_title_processor(sink, sched, cfg, ae=ae, caught_up=caught_up)
     return sched, sink, processor
 
 
@@ -233,6 +237,8 @@ def test_missing_or_blank_group_tag_gives_no_job_and_reclaims_the_file(
         (("file:///a.dcm",), "missing-group-key"),
         ((instances[1].uri,), "missing-group-key"),
     ]
+    # Each removal names the input it consumed, so a replay skips it.
+    assert sink.removed_inputs == [(InputOffset(0, 0),), (InputOffset(0, 1),)]
     assert processor.counters.missing_key == 2
     assert "(0008,0050)" in caplog.text and instances[0].sop_class_uid in caplog.text
     assert "SECRET-PID" not in caplog.text  # no PHI in logs at any level
@@ -328,10 +334,9 @@ def test_job_names_and_ids_are_functions_of_the_log() -> None:
     )
 
 
-def test_open_groups_hold_their_first_offset_until_released() -> None:
+def test_open_groups_bound_commits_at_their_first_offset_until_closed() -> None:
     sched, sink, processor = make(settings())
     tracker: CommitTracker[int] = CommitTracker()
-    processor.set_offset_holder(tracker)
     instances = [
         make_instance(received_at=T0, study="A"),
         make_instance(received_at=T0, study="B"),
@@ -339,25 +344,24 @@ def test_open_groups_hold_their_first_offset_until_released() -> None:
     ]
     hot_source(sched, positioned(instances, start=10)).subscribe(processor)
     sched.advance_to((T0 + 2 * S) / 1000)
-    assert tracker.held(0) == (10, 11)  # one hold per open group, at its first input
-    assert tracker.safe_offset(0) == 10
+    for offset in (10, 11, 12):
+        tracker.mark_done(0, offset)
+    assert processor.held_offsets() == {0: 10}  # the oldest first input of an open group
+    assert tracker.safe_offset(0, processor.held_offsets().get(0)) == 10
     sched.start()
-    assert len(sink.records) == 2  # the runtime's sink releases once the write is acked
-    for record in sink.records:
-        assert tracker.release(record.inputs[0].partition, record.inputs[0].offset)
-    assert tracker.held(0) == ()
+    assert len(sink.records) == 2  # closed: the sink holds their inputs until acked
+    assert processor.held_offsets() == {}
+    assert tracker.safe_offset(0, processor.held_offsets().get(0)) == 13
 
 
 class FailingSink(RecordingSink):
-    def group_closed(self, record: GroupClosed) -> None:
+    def group_closed(self, record: GroupClosed, superseded: Sequence[object] = ()) -> None:
         raise OSError("disk full")
 
 
 def test_a_failing_sink_stops_the_processor_loudly() -> None:
     sched = TestScheduler()
-    processor = AeTitleJobProcessor(
-        "AET1", {}, FailingSink(sched), sched, settings=settings(), grace_ms=0
-    )
+    processor = ae_title_processor(FailingSink(sched), sched, settings())
     processor.on_next((0, 0, make_instance(received_at=T0)))
     sched.start()  # the sweep closes the group; the sink raises inside the timer
     assert isinstance(processor.failure, OSError)

@@ -15,8 +15,9 @@ import pytest
 from helpers.instances import RecordingSink, make_instance
 from reactivex.testing import TestScheduler
 
-from processors.base import JobProcessor, ProcessorContext
+from processors.base import JobProcessor
 from processors.cache import CacheProcessor
+from processors.contracts import ProcessorContext
 from processors.http import Readiness, create_app
 
 AE = "CACHE"

@@ -14,7 +14,6 @@ import pytest
 from helpers.instances import RecordingSink, make_instance
 from reactivex.testing import TestScheduler
 
-from processors.base import DurableJobSink, ProcessorContext
 from processors.cache import (
     NAME,
     CacheProcessor,
@@ -27,6 +26,7 @@ from processors.cache import (
 )
 from processors.cache.rows import CachedInstance
 from processors.cache.store import JOB
+from processors.contracts import DurableJobSink, ProcessorContext, Removal
 from streams.errors import BrokerError
 from streams.events import GroupClosed, InputOffset, InstanceReceived, encode, envelope
 
@@ -42,7 +42,7 @@ class DurableSink:
     written: list[GroupClosed] = field(default_factory=list)
     removed: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
 
-    def group_closed(self, record: GroupClosed) -> None:
+    def group_closed(self, record: GroupClosed, superseded: Sequence[object] = ()) -> None:
         raise AssertionError("the cache awaits write_group_closed instead")
 
     async def write_group_closed(self, record: GroupClosed) -> None:
@@ -50,8 +50,9 @@ class DurableSink:
             raise BrokerError("Kafka at 127.0.0.1:1 did not acknowledge")
         self.written.append(record)
 
-    def remove_instances(self, ae_title: str, instances: Sequence[object], reason: str) -> None:
-        self.removed.append((ae_title, tuple(getattr(i, "uri") for i in instances), reason))  # noqa: B009
+    def remove(self, removal: Removal) -> None:
+        uris = tuple(i.uri for i in removal.instances)
+        self.removed.append((removal.ae_title, uris, removal.reason))
 
 
 async def started(
@@ -253,7 +254,8 @@ async def test_instances_claimed_meanwhile_are_a_conflict_that_changes_nothing(
     sched = TestScheduler()
     sink = RecordingSink(sched)
     store = RacingStore(tmp_path / "racing.sqlite3")
-    proc = CacheProcessor(AE, SETTINGS, sink, sched, store=store)
+    proc = CacheProcessor(AE, SETTINGS, sink, sched)
+    proc.use_store(store)
     await proc.start(ProcessorContext(storage=tmp_path))
     feed(proc, two_studies())
     with pytest.raises(ClaimedError, match="1 of the instances are no longer cached"):
@@ -269,7 +271,8 @@ async def test_not_started_means_unavailable(tmp_path: Path) -> None:
     with pytest.raises(UnavailableError, match="not started"):
         await proc.submit_studies(["S1"], pipeline="lung")
     store = CacheStore(tmp_path / "given.sqlite3")
-    given = CacheProcessor(AE, SETTINGS, RecordingSink(sched), sched, store=store)
+    given = CacheProcessor(AE, SETTINGS, RecordingSink(sched), sched)
+    given.use_store(store)
     await given.start(ProcessorContext(storage=tmp_path))
     assert given.store is store and store.ready  # no broker in the context: nothing to rebuild
     assert not database_path(tmp_path, AE).exists()

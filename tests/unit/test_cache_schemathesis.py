@@ -48,8 +48,8 @@ def _app() -> Any:
         {"pipeline-lung": "P1", "pipeline-heart": "P2"},
         RecordingSink(sched),
         sched,
-        store=store,
     )
+    proc.use_store(store)
     for i, study in enumerate(STUDIES):
         for j in range(2):
             inst = make_instance(received_at=i * 1000 + j, ae=AE, patient=f"P{i % 7}", study=study)

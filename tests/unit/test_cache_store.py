@@ -102,19 +102,21 @@ def test_listings_count_and_time_each_level(store: CacheStore) -> None:
     patients = store.patients()
     assert patients.total == 2
     p1, p2 = patients.items
-    assert (p1.patient_id, p1.studies, p1.series, p1.instances) == ("P1", 2, 3, 4)
-    assert (p1.first_received_at, p1.last_received_at, p1.size) == (50, 300, 4 * 1024)
-    assert (p2.patient_id, p2.studies, p2.series, p2.instances) == ("P2", 1, 1, 1)
+    assert (p1.patient_id, p1.studies, p1.series, p1.counts.instances) == ("P1", 2, 3, 4)
+    c1 = p1.counts
+    assert (c1.first_received_at, c1.last_received_at, c1.size) == (50, 300, 4 * 1024)
+    assert (p2.patient_id, p2.studies, p2.series, p2.counts.instances) == ("P2", 1, 1, 1)
     studies = store.studies()
-    assert [(s.study_instance_uid, s.series, s.instances) for s in studies.items] == [
+    assert [(s.study_instance_uid, s.series, s.counts.instances) for s in studies.items] == [
         ("S1", 2, 3), ("S2", 1, 1), ("S3", 1, 1),
     ]  # fmt: skip
     assert [s.study_instance_uid for s in store.studies(patient_id="P2").items] == ["S3"]
     series = store.series(study_uid="S1")
-    assert [(s.series_instance_uid, s.instances) for s in series.items] == [("Se1", 2), ("Se2", 1)]
+    listed = [(s.series_instance_uid, s.counts.instances) for s in series.items]
+    assert listed == [("Se1", 2), ("Se2", 1)]
     assert series.total == 2
     detail = store.study("S1")
-    assert detail is not None and detail.study.instances == 3
+    assert detail is not None and detail.study.counts.instances == 3
     assert [s.series_instance_uid for s in detail.series] == ["Se1", "Se2"]
     assert store.study("nope") is None
     o = store.overview()

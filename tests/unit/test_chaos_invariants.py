@@ -19,7 +19,7 @@ from streams.events import (
     envelope,
 )
 from tests.chaos.driver import unique_events
-from tests.chaos.invariants import RunFacts, Window, check
+from tests.chaos.invariants import RunFacts, Window, check, log_violations
 from tests.chaos.plan import Instance, make_plan
 from tests.chaos.senders import Outcome, parse_storescu
 
@@ -155,3 +155,54 @@ def test_a_ledger_event_written_twice_counts_once_unless_its_content_differs() -
     other = replace(group, instances=group.instances[:1])
     differs = [first, Rec(envelope(other, source="p1", time_ms=2, event_id="e1"))]
     assert unique_events(differs)[2] == ["event e1 was written twice with different content"]
+
+
+def test_a_patient_id_in_a_record_key_is_a_violation() -> None:
+    from streams.events import RecordKeys
+
+    good = RecordKeys()("CT", "CHAOS-P-1")
+    assert check(_facts(keys=[good, good], phi="CHAOS-P")).violations == []
+    bad = check(_facts(keys=[good, "CT/CHAOS-P-1"], phi="CHAOS-P")).violations
+    assert bad == ["record key 'CT/CHAOS-P-1' is not <AE>/<HMAC> (a patient id in a key?)"]
+
+
+def test_the_log_check_covers_every_level() -> None:
+    from tests.chaos.driver import Settings
+
+    assert Settings().log_level == "DEBUG"  # the roles run at DEBUG in every chaos run
+    debug = '{"level": "DEBUG", "logger": "pynetdicom.dsutils", "message": "(0010,0020) CHAOS-P-3"}'
+    info = '{"level": "INFO", "logger": "streams.scp", "message": "stored 1.2.3"}'
+    assert log_violations("scp-1", f"{info}\n", "CHAOS-P") == []
+    [found] = log_violations("scp-1", f"{info}\n{debug}\n", "CHAOS-P")
+    assert found.startswith("scp-1 logged a patient id (1 lines)")
+
+
+def test_a_traceback_counts_at_info_and_above_only() -> None:
+    debug = '{"level":"DEBUG","message":"check failed","exc":"Traceback (most recent call last)"}'
+    error = '{"level":"ERROR","message":"crashed","exc":"Traceback (most recent call last)"}'
+    assert log_violations("p", debug, "CHAOS-PAT-") == []
+    [found] = log_violations("p", f"{debug}\n{error}", "CHAOS-PAT-")
+    assert found.startswith("p logged a traceback")
+
+
+def test_a_key_grouped_twice_is_a_split_unless_sent_the_timeout_apart() -> None:
+    ledger = [
+        _group([A]),
+        _group([B], ("j2",)),
+        _submitted("j1", []),
+        _submitted("j2", []),
+        InstancesRemoved((A.sop, B.sop)),
+    ]
+
+    def sent(b_at: float) -> list[Outcome]:
+        return [
+            Outcome(A, True, True, "0x0000", "pynetdicom", (0.0, 1.0)),
+            Outcome(B, True, True, "Success", "dcmtk", (b_at, b_at + 0.5)),
+        ]
+
+    verdict = check(_facts(ledger=ledger, created=["j1", "j2"], outcomes=sent(2.0)))
+    assert verdict.violations == ["CHAOS-ST key 1.2.1 split though sent 1.0 s apart (timeout 5 s)"]
+    assert verdict.figures["split_keys"] == 1
+    # A sender that got through late (its SCP was down): apart by more than the timeout.
+    verdict = check(_facts(ledger=ledger, created=["j1", "j2"], outcomes=sent(5.5)))
+    assert verdict.violations == [] and verdict.figures["split_keys"] == 1

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 PROGRAM = "dicom-adapter"
-ROLES = ("scp", "process", "submit", "run")
+ROLES = ("scp", "process", "submit", "export", "run")
 
 
 def load_compose() -> dict[str, Any]:
@@ -152,13 +152,13 @@ def test_no_obsolete_version_key() -> None:
     assert "version" not in COMPOSE_DATA
 
 
-def test_the_adapter_services_are_the_issue_6_topology() -> None:
+def test_the_adapter_services_are_the_issue_6_topology_plus_an_exporter() -> None:
     by_role: dict[str, int] = {}
     for name in ADAPTERS:
         by_role[role(SERVICES[name])] = by_role.get(role(SERVICES[name]), 0) + replicas(
             SERVICES[name]
         )
-    assert by_role == {"scp": 2, "process": 2, "submit": 1}
+    assert by_role == {"scp": 2, "process": 2, "submit": 1, "export": 1}
 
 
 def test_kafka_is_apache_kafka_in_kraft_mode_with_a_healthcheck() -> None:

@@ -37,7 +37,10 @@ def test_scenario_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert err == []
     assert out[0] == f"config OK: {SCENARIO1}"
     assert "adapter: adapter-1" in out
-    assert any(line.startswith("kafka: 127.0.0.1:9092; topics dicom.instances") for line in out)
+    assert any(
+        line.startswith("kafka: 127.0.0.1:9092 (PLAINTEXT); topics dicom.instances") for line in out
+    )
+    assert "open: DICOM without TLS on 0.0.0.0:11112" in "\n".join(out)
     assert any(line.startswith("scp: 0.0.0.0:11112 ") for line in out)
     i = out.index(
         "AE title CLARA-CT: processor aetitle, groupBy (0010,0020) PatientID, "
@@ -185,10 +188,28 @@ def _write(tmp_path, group_by: str, partitions: int):  # type: ignore[no-untyped
     return path
 
 
-def test_a_group_by_tag_not_nested_in_a_patient_needs_one_partition(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["config", "check", str(_write(tmp_path, "0008,1010", 3))]) == 2
-    err = capsys.readouterr().err
-    assert "scp.ae_titles[0] (CT): processorSettings.groupBy: (0008,1010)" in err
-    assert "set kafka.partitions: 1" in err
-    assert main(["config", "check", str(_write(tmp_path, "0008,1010", 1))]) == 0
+def test_a_group_by_tag_not_nested_in_a_patient_is_repartitioned(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["config", "check", str(_write(tmp_path, "0008,1010", 12))]) == 0
+    out = capsys.readouterr().out
+    assert "groups span patients: repartitioned through dicom.rekeyed.CT" in out
     assert main(["config", "check", str(_write(tmp_path, "Series", 12))]) == 0
+    assert "repartitioned" not in capsys.readouterr().out
+
+
+def test_the_summary_names_export_destinations_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "scp: {ae_titles: [{ae_title: CT, processorSettings: {pipeline-a: x}}]}\n"
+        "export:\n  destinations:\n"
+        "    - {kind: dicom, name: pacs, ae_title: PACS, host: pacs.local, port: 104}\n"
+        "    - kind: dicomweb\n      name: archive\n      url: https://u:pw-xyzzy@archive/dicom-web\n"
+        "      auth: {kind: bearer, token: token-xyzzy}\n"
+    )
+    code, out, _err = run(capsys, str(path))
+    assert code == 0
+    assert "export: 2 destination(s), max 5 attempts, batches of 100" in out
+    assert "  destination pacs: C-STORE to PACS@pacs.local:104 as CT" in out
+    assert "  destination archive: STOW-RS to https://u:***@archive/dicom-web (auth bearer)" in out
+    assert "xyzzy" not in "\n".join(out)  # neither the password nor the token

@@ -52,11 +52,11 @@ def test_defaults() -> None:
     assert scp.reject_unknown_sources is False
     assert (scp.sources, scp.ae_titles) == ((), ())
     assert (scp.watermark_percent, scp.reserve_space_gb) == (85, 5.0)
-    assert config.processor.grace_ms == 1000
+    assert config.processor.grace_ms == 200  # the bus clock needs no room for clock skew
     sub = config.submitter
     assert (sub.kind, sub.url, sub.max_attempts, sub.timeout_s) == ("kafka", None, 5, 30)
     assert (sub.backoff_initial_s, sub.backoff_max_s, sub.payload_retention_hours) == (1, 60, 0)
-    assert (config.http.host, config.http.port) == ("0.0.0.0", 8080)
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
 
 
 def test_ae_title_entry_defaults_and_alias() -> None:

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from streams.events import (
     EVENT_TYPES,
     PRIORITIES,
+    ClockTick,
     EventDecodeError,
     GroupClosed,
+    GroupCloseRequested,
     GroupInstance,
     InputOffset,
     InstanceReceived,
@@ -22,6 +24,7 @@ from streams.events import (
     JobFailed,
     JobSpec,
     JobSubmitted,
+    SourceHeartbeat,
     decode,
     encode,
     envelope,
@@ -93,8 +96,27 @@ instances_removed = st.builds(
     job_ids=st.lists(text, max_size=2).map(tuple),
     bytes_freed=st.integers(0, 2**40),
 )
+heartbeats = st.builds(
+    SourceHeartbeat,
+    source=text.filter(bool),
+    sent_at=ms,
+    watermark=ms,
+    pending=st.integers(0, 10**6),
+    associations=st.integers(0, 1000),
+    state=st.sampled_from(["up", "stopped", "lost"]),
+    interval_ms=st.integers(1, 60_000),
+)
+ticks = st.builds(ClockTick, ms, text)
+close_requests = st.builds(GroupCloseRequested, text.filter(bool), text.filter(bool), text, text)
 any_record = st.one_of(
-    instance_received, group_closed, job_submitted, job_failed, instances_removed
+    instance_received,
+    group_closed,
+    job_submitted,
+    job_failed,
+    instances_removed,
+    heartbeats,
+    ticks,
+    close_requests,
 )
 
 

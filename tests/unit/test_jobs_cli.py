@@ -109,3 +109,41 @@ def test_submit_http_without_url_names_the_key(
     assert main(["submit", "--config", str(config), "--kafka", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "submitter.url" in err and "Traceback" not in err
+
+
+def test_json_hides_patient_identifiers_unless_show_phi() -> None:
+    job = _ledger().get("job-a")
+    assert job is not None
+    for show in (print_job, print_list):
+        out = io.StringIO()
+        if show is print_job:
+            print_job(job, out, as_json=True)
+        else:
+            print_list(_ledger(), out, as_json=True, state=None)
+        text = out.getvalue()
+        assert "PATIENT-SECRET" not in text and "<redacted>" in text, text
+    out = io.StringIO()
+    print_job(job, out, as_json=True, show_phi=True)
+    shown = orjson.loads(out.getvalue())
+    assert (shown["group_key"], shown["key"]) == ("PATIENT-SECRET", KEY)
+
+
+def test_redaction_keeps_uids_and_hashed_keys() -> None:
+    from processors.commands.redact import REDACTED, redact_data, redact_envelope
+    from streams.events import RecordKeys
+
+    hashed = RecordKeys()("AET1", "PATIENT-SECRET")
+    study = {"group_by": "0020000D", "group_key": "1.2.3", "key": hashed, "patient_id": ""}
+    assert redact_data(study) == study
+    patient = {"group_by": "00100020", "group_key": "P-1", "patient_id": "P-1", "key": "A/P-1"}
+    assert redact_data(patient) == {
+        "group_by": "00100020", "group_key": REDACTED, "patient_id": REDACTED, "key": REDACTED,
+    }  # fmt: skip
+    received = {
+        "type": "instance.received",
+        "data": {"patient_id": "P-1", "tags": {"00100010": "DOE^J"}},
+    }
+    assert redact_envelope(received)["data"] == {
+        "patient_id": REDACTED,
+        "tags": {"00100010": REDACTED},
+    }

@@ -1,34 +1,30 @@
 """Pure exactly-once logic: covered inputs, safe commits, ledger resume positions.
 
-The property tests play a processor that "crashes" at random instants: each run holds
-the first offset of every open group in a real ``CommitTracker`` (as the Kafka bridge
-does), writes ``group.closed`` records to an in-memory ledger (synchronously
-acknowledged, then releases the hold), commits the tracker's safe offsets at random
-moments with the ledger position :func:`resume_positions` asks for, and loses all memory
-at the crash. The next run starts from the commits, rebuilds :class:`CoveredInputs` from
-the ledger and replays. Every keyed instance must end in exactly one group, no job id
-twice; with event-time closing only, the records equal one uninterrupted run's.
+The property tests play a processor that "crashes" at random instants: each run marks
+records done in a real ``CommitTracker`` (as the Kafka bridge does) and bounds commits by
+the processor's held offsets (as the runtime does), writes ``group.closed`` records to an
+in-memory ledger (acknowledged synchronously), commits the tracker's safe offsets at
+random moments with the ledger position the runtime's :class:`LedgerIndex` gives, and
+loses all memory at the crash. The next run starts from the commits, rebuilds the
+covered inputs from the ledger with the index (as the runtime does on assignment) and
+replays. Every keyed instance must end in exactly one group, no job id twice; with
+event-time closing only, the records equal one uninterrupted run's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import reactivex
-from helpers.instances import make_instance
+from helpers.instances import ae_title_processor, make_instance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.testing import TestScheduler
 
-from processors.aetitle import AeTitleJobProcessor, AeTitleSettings
+from processors.aetitle import AeTitleSettings
 from processors.aetitle.settings import PATIENT_ID
-from processors.exactly_once import (
-    CoveredInputs,
-    covered_inputs,
-    held_input,
-    resume_positions,
-    skip_covered,
-)
+from processors.contracts import Removal
+from processors.exactly_once import CoveredInputs
+from processors.runtime import LedgerIndex
 from streams.events import GroupClosed, InputOffset, InstanceReceived
 from streams.kafka.commits import CommitTracker
 
@@ -50,7 +46,8 @@ def closed(*inputs: tuple[int, int]) -> GroupClosed:
 
 def test_covered_inputs_per_partition() -> None:
     records = [closed((0, 1), (0, 3)), closed((1, 7)), closed((2, 0))]
-    assert covered_inputs(records) == {0: frozenset({1, 3}), 1: frozenset({7}), 2: frozenset({0})}
+    everything = CoveredInputs.from_records(records)
+    assert [everything.offsets(p) for p in (0, 1, 2)] == [{1, 3}, {7}, {0}]
     covered = CoveredInputs.from_records(records, partitions=[0, 1])
     assert covered.covers(0, 3) and covered.covers(1, 7)
     assert not covered.covers(0, 2) and not covered.covers(2, 0)
@@ -58,31 +55,6 @@ def test_covered_inputs_per_partition() -> None:
     assert covered.offsets(0) == {3} and len(covered) == 2
     covered.drop([1])
     assert not covered.covers(1, 7) and len(covered) == 1
-
-
-def test_skip_covered_filter() -> None:
-    covered = CoveredInputs.from_records([closed((0, 1))])
-    out: list[tuple[int, int, str]] = []
-    reactivex.from_iterable([(0, 0, "a"), (0, 1, "b"), (1, 1, "c")]).pipe(
-        skip_covered(covered)
-    ).subscribe(out.append)
-    assert out == [(0, 0, "a"), (1, 1, "c")]
-
-
-def test_held_input_is_the_first_input() -> None:
-    assert held_input(closed((0, 5), (0, 7))) == InputOffset(0, 5)
-    assert held_input(closed()) is None
-
-
-def test_resume_positions_keep_records_with_inputs_at_or_after_the_commit() -> None:
-    written = [
-        (0, 100, closed((0, 1), (0, 2))),  # all below commit 5 of partition 0: not needed
-        (0, 101, closed((0, 3), (0, 9))),  # 9 >= 5: the replay meets offset 9 again
-        (1, 50, closed((1, 4))),  # 4 >= commit 4 of partition 1
-        (1, 40, closed((0, 6), (1, 1))),  # partition 0 needs it (6 >= 5), partition 1 not
-        (0, 102, closed((2, 8))),  # partition 2 is not being committed
-    ]
-    assert resume_positions(written, {0: 5, 1: 4}) == {0: {0: 101, 1: 40}, 1: {1: 50}}
 
 
 # -- crash and replay ----------------------------------------------------------------
@@ -114,29 +86,36 @@ def logs(draw: st.DrawFn) -> list[Item]:
 class Run:
     """One processor lifetime: consumes from the committed offsets until it 'crashes'."""
 
-    def __init__(self, ledger: list[GroupClosed], covered: CoveredInputs | None) -> None:
+    def __init__(
+        self,
+        ledger: list[GroupClosed],
+        covered: CoveredInputs | None,
+        index: LedgerIndex | None = None,
+    ) -> None:
         self.sched = TestScheduler()
         self.ledger = ledger
+        self.index = index
         self.tracker: CommitTracker[int] = CommitTracker()
-        self.processor = AeTitleJobProcessor(
-            "AET1", {}, self, self.sched, settings=CFG, grace_ms=0, caught_up=False
-        )
+        self.processor = ae_title_processor(self, self.sched, CFG, caught_up=False)
         self.processor.set_covered(covered)
-        self.processor.set_offset_holder(self.tracker)
 
     def consume(self, item: Item) -> None:
         """What the Kafka bridge does per record: on_next, then mark it done."""
         self.processor.on_next(item)
         self.tracker.mark_done(item[0], item[1])
 
-    # JobSink: the ledger write is acknowledged synchronously here.
-    def group_closed(self, record: GroupClosed) -> None:
+    # JobSink: the ledger write is acknowledged synchronously here (nothing in flight).
+    def group_closed(self, record: GroupClosed, superseded: Sequence[object] = ()) -> None:
         self.ledger.append(record)
-        held = held_input(record)
-        assert held is not None and self.tracker.release(held.partition, held.offset)
+        if self.index is not None:
+            self.index.acked(0, len(self.ledger) - 1, record)
 
-    def remove_instances(self, ae_title: str, instances: Sequence[object], reason: str) -> None:
+    def remove(self, removal: Removal) -> None:
         return None
+
+    def bound(self, partition: int) -> int | None:
+        """The runtime's commit bound: the oldest first input of an open group."""
+        return self.processor.held_offsets().get(partition)
 
     def flush(self, partitions: Sequence[int]) -> None:
         """Catch up with every partition and let the wall clock close what is left."""
@@ -155,13 +134,12 @@ def uninterrupted(items: list[Item]) -> list[GroupClosed]:
 
 
 def commit_now(run: Run, ledger: list[GroupClosed], state: Progress) -> None:
-    """Commit the tracker's safe offsets with the ledger position to resume at."""
-    for p, offset in run.tracker.committable().items():
+    """Commit the tracker's safe offsets with the ledger position to resume at (what the
+    runtime stores in the commit metadata)."""
+    assert run.index is not None
+    for p, offset in run.tracker.committable(run.bound).items():
         state.commits[p] = max(state.commits.get(p, 0), offset)
-    written = [(0, position, record) for position, record in enumerate(ledger)]
-    needed = resume_positions(written, state.commits)
-    for p in state.commits:  # metadata travels with a commit; uncommitted: none
-        state.metadata[p] = needed.get(p, {}).get(0, len(ledger))
+        state.metadata[p] = run.index.positions(p, state.commits[p]).get(0, len(ledger))
 
 
 class Progress:
@@ -173,9 +151,14 @@ class Progress:
         self.metadata: dict[int, int] = {}
 
     def restart(self, ledger: list[GroupClosed]) -> Run:
-        # A partition never committed must read the whole ledger (position 0).
-        start = min((self.metadata.get(p, 0) for p in self.partitions), default=0)
-        return Run(ledger, CoveredInputs.from_records(ledger[start:], self.partitions))
+        """A new owner of every partition: read the ledger from the stored positions (a
+        partition never committed reads it all) and build the covered inputs."""
+        index = LedgerIndex(max(self.partitions) + 1, 1)
+        stored = {p: {0: self.metadata[p]} if p in self.metadata else None for p in self.partitions}
+        start = index.starts(stored)[0] or 0
+        read = [(0, position, ledger[position]) for position in range(start, len(ledger))]
+        covered = index.load(self.partitions, self.commits, read, {0: len(ledger)})
+        return Run(ledger, covered, index)
 
     def todo(self, items: list[Item]) -> list[Item]:
         return [i for i in items if i[1] >= self.commits.get(i[0], 0)]

@@ -125,3 +125,31 @@ def test_the_cli_offers_both_formats() -> None:
     parser = build_parser()
     assert parser.parse_args(["--log-format", "json", "config", "check", "x"]).log_format == "json"
     assert parser.parse_args(["config", "check", "x"]).log_format == "text"
+
+
+def test_third_party_debug_records_with_event_payloads_are_dropped() -> None:
+    import logging
+
+    from processors.logs import NoPatientData
+
+    keep = NoPatientData()
+
+    def record(name: str, msg: str, level: int = logging.DEBUG) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, msg, (), None)
+
+    value = b'{"data":{"patient_id":"PAT-1"}}'
+    sending = record("aiokafka.producer.producer", "Sending (key=%s value=%s) to %s")
+    sending.args = (b"AE/abc", value, "tp")
+    assert not keep.filter(sending)
+    assert not keep.filter(record("aiokafka.conn", "Request to %s %s: %s"))
+    assert keep.filter(record("aiokafka.consumer.group_coordinator", "Joined group"))
+    assert keep.filter(record("aiokafka.conn", "Unable connect", logging.ERROR))
+    assert keep.filter(record("streams.scp", "stored"))
+    try:
+        raise OSError("certificate verify failed")
+    except OSError:
+        import sys
+
+        failed = record("pynetdicom.transport", "TLS failed", logging.ERROR)
+        failed.exc_info = sys.exc_info()
+    assert keep.filter(failed) and failed.exc_info is None

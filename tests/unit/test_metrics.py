@@ -79,12 +79,21 @@ def test_close_lag_is_seconds_after_the_deadline_and_never_negative() -> None:
     labels = {"ae_title": "METRICS-LAG"}
     count = m.sample_value("dicom_adapter_group_close_lag_seconds_count", labels)
     total = m.sample_value("dicom_adapter_group_close_lag_seconds_sum", labels)
-    m.group_closed("METRICS-LAG", closed_at_ms=61_500, deadline_ms=60_000)
-    m.group_closed("METRICS-LAG", closed_at_ms=59_000, deadline_ms=60_000)  # early: 0
+    m.group_closed("METRICS-LAG", "timeout", closed_at_ms=61_500, deadline_ms=60_000)
+    m.group_closed("METRICS-LAG", "timeout", closed_at_ms=59_000, deadline_ms=60_000)  # 0
+    m.group_closed("METRICS-LAG", "forced", closed_at_ms=59_000)  # no deadline: no lag
     assert m.sample_value("dicom_adapter_group_close_lag_seconds_count", labels) == count + 2
     assert m.sample_value("dicom_adapter_group_close_lag_seconds_sum", labels) == total + 1.5
     le_1s = m.sample_value("dicom_adapter_group_close_lag_seconds_bucket", {**labels, "le": "1.0"})
     assert le_1s >= 1  # the early close, at 0 s
+
+
+def test_closed_groups_are_counted_by_reason() -> None:
+    forced = {"ae_title": "METRICS-WHY", "reason": "forced"}
+    before = m.sample_value("dicom_adapter_groups_closed_total", forced)
+    m.group_closed("METRICS-WHY", "forced", closed_at_ms=1)
+    m.group_closed("METRICS-WHY", "max_age", closed_at_ms=1)
+    assert m.sample_value("dicom_adapter_groups_closed_total", forced) == before + 1
 
 
 def test_job_outcomes_by_outcome_and_priority() -> None:
@@ -105,7 +114,7 @@ def test_attempts_bytes_and_ignored() -> None:
     m.bytes_reclaimed(1_000)
     m.bytes_reclaimed(0)
     m.bytes_reclaimed(-5)
-    m.instance_ignored("METRICS-IGN", "missing_group_tag")
+    m.instances_ignored("METRICS-IGN", "missing_group_tag")
     assert m.sample_value("dicom_adapter_submit_attempts_total") == attempts + 1
     assert m.sample_value("dicom_adapter_reclaimed_bytes_total") == reclaimed + 1_000
     assert m.sample_value("dicom_adapter_instances_ignored_total", ignored_labels) == ignored + 1

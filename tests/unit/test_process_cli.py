@@ -11,6 +11,7 @@ from reactivex.testing import TestScheduler
 
 from processors.aetitle import AeTitleJobProcessor
 from processors.cli import main
+from processors.contracts import ProcessorContext
 from processors.runtime import build_processors
 from streams.config import load_config
 from streams.errors import ConfigError
@@ -65,7 +66,7 @@ def test_settings_without_a_pipeline_are_refused(
     assert any("CT1" in line and "pipeline-" in line for line in err), err
 
 
-def test_build_processors_gives_each_ae_title_its_processor(tmp_path: Path) -> None:
+async def test_build_processors_gives_each_ae_title_its_processor(tmp_path: Path) -> None:
     entries = (
         "\n    - ae_title: CT1\n      processorSettings:\n        pipeline-a: p1\n"
         "    - ae_title: CT2\n      processorSettings:\n        groupBy: Patient\n"
@@ -73,12 +74,16 @@ def test_build_processors_gives_each_ae_title_its_processor(tmp_path: Path) -> N
     )
     loaded = load_config(config(tmp_path, entries), env={})
     scheduler = TestScheduler()
-    built = build_processors(loaded, RecordingSink(scheduler), scheduler, grace_ms=250)
+    built = build_processors(loaded, RecordingSink(scheduler), scheduler)
     assert list(built) == ["CT1", "CT2"]
     ct2 = built["CT2"]
     assert isinstance(ct2, AeTitleJobProcessor) and ct2.group_by == "(0010,0020)"
+    # What the runtime gives every processor: the grace at start, "not caught up" for
+    # each partition it is assigned (Kafka reports caught-up partitions itself).
+    await ct2.start(ProcessorContext(storage=tmp_path, grace_ms=250))
     assert ct2.window.state.grace_ms == 250
-    assert not ct2.window.state.is_caught_up(0), "Kafka reports caught-up partitions itself"
+    ct2.partition_caught_up(0, False)
+    assert not ct2.window.state.is_caught_up(0)
 
 
 def test_a_class_that_is_not_a_job_processor_is_a_config_error(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from processors.reclaim import ReclaimLedger, delete_instances, prune_empty_dirs
-from processors.submit import stage_payload
 from streams.events import GroupInstance, InstancesRemoved, JobSubmitted
+from streams.storage import stage_payload
 from tests.helpers.jobs import env, group_closed, write_instances
 
 KEY = "AET1/PAT1"

@@ -6,15 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from processors.runtime import (
-    LedgerIndex,
-    decode_positions,
-    encode_positions,
-    event_id,
-    record_key,
-    removal_without_input,
-)
-from streams.events import GroupClosed, GroupInstance, InputOffset, JobSpec
+from processors.reclaim import removal_request
+from processors.runtime import LedgerIndex, decode_positions, encode_positions
+from processors.runtime.records import event_id, record_key
+from processors.runtime.sink import oldest_inputs
+from streams.events import GroupClosed, GroupInstance, InputOffset, JobSpec, RecordKeys
 
 
 def closed(*inputs: tuple[int, int]) -> GroupClosed:
@@ -138,6 +134,12 @@ def test_unloaded_partitions_store_nothing_so_the_next_owner_reads_everything() 
 # -- records the runtime writes --------------------------------------------------------
 
 
+def test_a_record_holds_its_oldest_input_on_each_partition() -> None:
+    assert oldest_inputs(closed((0, 5), (0, 7))) == [InputOffset(0, 5)]
+    assert oldest_inputs(closed((1, 9), (0, 7), (1, 4))) == [InputOffset(0, 7), InputOffset(1, 4)]
+    assert oldest_inputs(closed()) == []
+
+
 def test_envelope_ids_are_a_function_of_the_log() -> None:
     job = JobSpec("job-1", "n", "breast", "pid", "higher")
     with_job = replace(closed((0, 5)), jobs=(job,))
@@ -145,13 +147,14 @@ def test_envelope_ids_are_a_function_of_the_log() -> None:
     assert event_id("t.jobs", closed((0, 5))) == event_id("t.jobs", closed((0, 5)))
     assert event_id("t.jobs", closed((0, 5))) != event_id("t.jobs", closed((0, 6)))
     assert event_id("t.jobs", closed()) != event_id("t.jobs", closed())  # nothing to derive from
-    assert record_key(with_job) == "AET/P"
+    keys = RecordKeys(b"a secret of the bus, 32 bytes...")
+    assert record_key(with_job, keys) == keys("AET", "P") != RecordKeys()("AET", "P")
 
 
 def test_a_removal_decided_with_a_group_takes_its_patient_and_times() -> None:
     group = replace(closed((0, 5)), first_received_at=100, last_received_at=900)
     copy = GroupInstance("1.2.3", "1.2", "1.2.1", "/s/old.dcm")
-    removal = removal_without_input(
+    removal = removal_request(
         processor="X", ae_title="AET", instances=[copy], reason="duplicate", group=group, now_ms=5
     )
     assert (removal.patient_id, removal.first_received_at, removal.last_received_at) == (
@@ -160,7 +163,7 @@ def test_a_removal_decided_with_a_group_takes_its_patient_and_times() -> None:
         900,
     )
     assert (removal.instances, removal.inputs, removal.jobs) == ((copy,), (), ())
-    alone = removal_without_input(
+    alone = removal_request(
         processor="X", ae_title="AET", instances=[copy], reason="r", group=None, now_ms=5
     )
     assert (alone.patient_id, alone.last_received_at) == ("", 5)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.scp import identity_problem, is_valid_uid
-from streams.scp.checks import SOP_CLASS_UID, SOP_INSTANCE_UID
+from streams.scp.checks import SOP_CLASS_UID, SOP_INSTANCE_UID, identity_problem, is_valid_uid
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 

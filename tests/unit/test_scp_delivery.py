@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+from streams.errors import BrokerError
 from streams.events import Envelope, InstanceReceived, envelope
-from streams.scp import Delivery, Outbox, Publisher
+from streams.kafka import Publisher
+from streams.scp.delivery import Delivery
+from streams.scp.outbox import Outbox
 
 
 def _env(n: int) -> Envelope:
@@ -26,7 +31,7 @@ def _env(n: int) -> Envelope:
         sop_class_uid="1.2",
         sop_instance_uid=f"1.2.3.{n}",
         transfer_syntax_uid="1.2.840.10008.1.2.1",
-        patient_id="P",
+        patient_id="PHI-PATIENT-ID",
         study_instance_uid="1.2",
         series_instance_uid="1.2.3",
         received_at=n,
@@ -37,15 +42,23 @@ def _env(n: int) -> Envelope:
 
 
 class RecordingPublisher:
-    """Keeps published envelopes; ``down`` makes every publish fail like a dead broker."""
+    """Keeps published envelopes; ``down`` makes every publish fail like a dead broker,
+    ``error`` makes every publish raise that exception."""
 
     def __init__(self) -> None:
         self.published: list[Envelope] = []
+        self.attempts = 0
+        self.attempted = asyncio.Event()  # set on every publish call
         self.down = False
+        self.error: Exception | None = None
         self.fail_on: set[str] = set()  # event ids that fail once
         self.slow: asyncio.Event | None = None  # set: acks come only once it is set
 
     async def publish(self, topic: str, key: str, env: Envelope) -> tuple[int, int]:
+        self.attempts += 1
+        self.attempted.set()
+        if self.error is not None:
+            raise self.error
         if self.slow is not None:
             # Like a paused broker: the producer has the record (a cancelled wait does
             # not take it back) and acknowledges it when the broker answers again.
@@ -197,3 +210,87 @@ async def test_send_that_times_out_is_not_sent_again_from_the_outbox(outbox: Out
         await asyncio.wait_for(delivery.wait_drained(), 10)
         assert delivery.direct
     assert sorted(e.id for e in pub.published) == sorted(e.id for e in envs)  # once each
+
+
+# -- broker errors go to the outbox, bugs do not ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaConnectionError("broker down"),
+        KafkaTimeoutError(),
+        BrokerError("publishing instance.received to t failed"),
+        TimeoutError(),
+        ConnectionResetError(104, "reset by peer"),
+    ],
+    ids=type,
+)
+async def test_broker_errors_send_the_event_to_the_outbox(outbox: Outbox, error: Exception) -> None:
+    pub = RecordingPublisher()
+    pub.error = error
+    env = _env(1)
+    async with _delivery(outbox, factory(pub)) as delivery:
+        await delivery.deliver("t", "k", env)  # returns: durable in the outbox
+        assert not delivery.direct
+        assert [e.envelope.id for e in outbox.read()[0]] == [env.id]
+        pub.error = None
+        await asyncio.wait_for(delivery.wait_drained(), 10)
+    assert [e.data.sop_instance_uid for e in pub.published] == ["1.2.3.1"]
+
+
+async def test_a_bug_in_publishing_is_raised_not_sent_to_the_outbox(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub = RecordingPublisher()
+    pub.error = TypeError("a bug")
+    async with _delivery(outbox, factory(pub)) as delivery:
+        with pytest.raises(TypeError, match="a bug"):
+            await delivery.deliver("t", "k", _env(1))
+        assert outbox.pending_bytes == 0 and outbox.read()[0] == []
+        assert delivery.direct  # not taken for an outage: the next event goes straight on
+        pub.error = None
+        await delivery.deliver("t", "k", _env(2))
+        assert outbox.pending_bytes == 0
+    assert [e.data.sop_instance_uid for e in pub.published] == ["1.2.3.2"]
+    assert not [r for r in caplog.records if "outbox" in r.getMessage()]
+
+
+async def test_a_bug_in_opening_the_publisher_fails_the_start(outbox: Outbox) -> None:
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Publisher]:
+        raise AttributeError("a bug")
+        yield RecordingPublisher()  # pragma: no cover
+
+    with pytest.raises(AttributeError, match="a bug"):
+        async with _delivery(outbox, connect):
+            pass
+
+
+async def test_a_bug_while_draining_keeps_the_events_and_is_logged_once(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub = RecordingPublisher()
+    pub.down = True
+    caplog.set_level(logging.DEBUG, logger="streams.scp.delivery")
+    async with _delivery(outbox, factory(pub)) as delivery:
+        envs = [_env(i) for i in range(3)]
+        for env in envs:
+            await delivery.deliver("t", "k", env)
+        # The drainer now hits a bug whose message quotes the event (PHI).
+        pub.error = TypeError("cannot encode PHI-PATIENT-ID")
+        seen = pub.attempts
+        while pub.attempts < seen + 3:  # three drain rounds fail
+            pub.attempted.clear()
+            await asyncio.wait_for(pub.attempted.wait(), 10)
+        assert [e.envelope.id for e in outbox.read()[0]] == [e.id for e in envs]
+        pub.error = None
+        pub.down = False
+        await asyncio.wait_for(delivery.wait_drained(), 10)
+    assert [e.id for e in pub.published] == [e.id for e in envs]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "Traceback (most recent call last)" in errors[0].getMessage()
+    assert "TypeError" in errors[0].getMessage()
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [r for r in loud if "PHI-PATIENT-ID" in r.getMessage() or r.exc_info]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.events import InstanceReceived, envelope
-from streams.scp import Outbox, OutboxEntry, OutboxError, decode_entry, encode_entry
+from streams.scp.outbox import Outbox, OutboxEntry, OutboxError, decode_entry, encode_entry
 
 
 def _entry(n: int) -> OutboxEntry:

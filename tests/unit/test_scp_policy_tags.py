@@ -11,15 +11,12 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from streams.scp import (
+from streams.scp.policy import (
     CALLED_AE_NOT_RECOGNIZED,
     CALLING_AE_NOT_RECOGNIZED,
     AssociationPolicy,
-    TagReadError,
-    format_tag,
-    parse_tag,
-    read_tags,
 )
+from streams.scp.tags import TagReadError, parse_tag, read_tags, tag_key
 from streams.scp.tcp import recv_exact
 
 # -- policy -----------------------------------------------------------------------------
@@ -124,9 +121,9 @@ def test_read_tags_on_garbage_raises() -> None:
 
 
 @pytest.mark.parametrize("text", ["0010,0020", "(0010,0020)", "00100020", " 0010, 0020 "])
-def test_parse_and_format_tags(text: str) -> None:
+def test_parse_tag_and_tag_key(text: str) -> None:
     assert parse_tag(text) == 0x00100020
-    assert format_tag(0x0020000D) == "0020000D"
+    assert tag_key(0x0020000D) == "0020000D"
 
 
 @pytest.mark.parametrize("text", ["", "0010", "zzzzzzzz", "0010,00200"])

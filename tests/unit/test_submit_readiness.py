@@ -5,7 +5,7 @@ ledger callback still reaches the submitter."""
 from __future__ import annotations
 
 from processors.http import ReadyFlag
-from processors.submit.role import AssignmentFlag
+from processors.roles import AssignmentFlag
 from streams.events import Envelope, JobRetryRequested, envelope
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.submit import StagingError, payload_dir, remove_payload, stage_payload
 from streams.events import GroupInstance
+from streams.storage import StagingError, payload_dir, remove_payload, stage_payload
 from tests.helpers.jobs import write_instances
 
 

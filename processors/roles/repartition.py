@@ -1,0 +1,349 @@
+"""Repartitioning: the instances of one AE title re-keyed by its group key (issue 14).
+
+A processor forms groups from one partition at a time. The instances topic is keyed by
+the called AE title and the patient, so a ``groupBy`` nested in a patient (Patient,
+Study, Series) keeps each group in one partition; any other tag (Modality,
+StationName, ...) does not. For such an AE title the process runs a
+:class:`Repartitioner`: consumer group ``<prefix>.repartition.<AE>`` on the instances
+topic, copying each instance of the AE title, byte for byte, to
+``<prefix>.rekeyed.<AE>`` keyed by its group key, with the instance's log time as the
+record's timestamp (the rekeyed topic keeps ``CreateTime``). The AE title's lane reads
+that topic (``read_committed``) instead of the instances topic -- as Kafka Streams and
+Quix Streams do for a ``groupBy`` on another key.
+
+Exactly once (consume-transform-produce, KIP-98): every instances partition ``p`` has
+a transactional producer of its own, ``transactional_id``
+``<prefix>.repartition.<AE>.<p>``, and the copies of one batch of ``p`` commit in one
+transaction with the consumer offset after it. A new owner of ``p`` initialises the
+same transactional id before it reads: the old owner's open transaction is aborted and
+its later commits fail (fenced); the new owner then reads the committed offset again,
+so it starts exactly where the last committed transaction ended.
+
+Time: a rekeyed partition's clock ticks are written by the ticker of its owner, and
+only once this group's committed offsets reached the end every instances partition had
+when the watermark was read (:class:`RepartitionGate`): nothing appended before the
+watermark can arrive in the rekeyed partition after the tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from processors.runtime import processor_classes
+from streams.config import AdapterConfig
+from streams.events import EventDecodeError, InstanceReceived, decode
+from streams.kafka import KafkaConnection, ensure_topics, rekeyed_topic, rekeyed_topic_configs
+
+log = logging.getLogger(__name__)
+
+KeyFn = Callable[[InstanceReceived], str]
+RecordKeyFn = Callable[[str, str], str]  # (AE title, group key) -> record key
+
+
+def repartition_group(prefix: str, ae_title: str) -> str:
+    """Consumer group (and transactional id prefix) of ``ae_title``'s repartitioner."""
+    return f"{prefix}.repartition.{ae_title}"
+
+
+def rekey(
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+    ae_title: str,
+    key_fn: KeyFn,
+    record_key: RecordKeyFn,
+) -> tuple[list[tuple[str, bytes, int]], int]:
+    """The copies to write for ``records`` of one partition (pure): ``(key, value, log
+    time)`` of every instance of ``ae_title``, and how many records could not be read.
+    ``record_key`` hides the group key as the bus's keys hide a Patient ID (a group key
+    may be an identifier, e.g. an Accession Number)."""
+    prefix = f"{ae_title}/".encode()
+    out: list[tuple[str, bytes, int]] = []
+    unreadable = 0
+    for record in records:
+        key, value = record.key, record.value
+        if key is None or value is None or not key.startswith(prefix):
+            continue  # another AE title's instance, a clock tick, a request
+        try:
+            data = decode(value).data
+        except EventDecodeError:
+            unreadable += 1
+            continue
+        if isinstance(data, InstanceReceived) and data.called_ae == ae_title:
+            out.append((record_key(ae_title, key_fn(data)), value, record.timestamp))
+    return out, unreadable
+
+
+class Repartitioner:
+    """Copies ``ae_title``'s instances into ``target`` keyed by ``key_fn`` (see the
+    module docstring); :meth:`run` until its stop event is set."""
+
+    def __init__(
+        self,
+        kafka: KafkaConnection,
+        *,
+        prefix: str,
+        ae_title: str,
+        key_fn: KeyFn,
+        record_key: RecordKeyFn,
+        source: str,
+        target: str,
+        client_id: str,
+        max_records: int = 500,
+        poll_ms: int = 100,
+    ) -> None:
+        self.kafka = kafka
+        self.ae_title = ae_title
+        self.key_fn = key_fn
+        self.record_key = record_key
+        self.source = source
+        self.target = target
+        self.group_id = repartition_group(prefix, ae_title)
+        self.client_id = client_id
+        self.max_records = max_records
+        self.poll_ms = poll_ms
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._reseek: set[int] = set()
+        self.copied = 0
+        self.unreadable = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Copy until ``stop``; a broker error stops the repartitioner (the role fails,
+        a restart resumes from the last committed transaction)."""
+        consumer = self.kafka.consumer(
+            client_id=f"{self.client_id}-repartition",
+            group_id=self.group_id,
+            max_poll_records=self.max_records,
+        )
+        consumer.subscribe([self.source], listener=_Listener(self))
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(
+                    timeout_ms=self.poll_ms, max_records=self.max_records
+                )
+                for tp, records in batches.items():
+                    if tp.partition in self._reseek:
+                        # Fetched before the fencing settled: read from the commit again
+                        # (outside the rebalance callback, where it cannot be asked).
+                        self._reseek.discard(tp.partition)
+                        committed = await consumer.committed(tp)
+                        consumer.seek(tp, committed or 0)
+                    elif records:
+                        await self._copy(tp, records)
+        finally:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            await self._release(list(self._producers))
+
+    async def _copy(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        producer = self._producers.get(tp.partition)
+        if producer is None:
+            return  # fenced: not ours any more (the rebalance that follows says so)
+        copies, unreadable = rekey(records, self.ae_title, self.key_fn, self.record_key)
+        next_offset = records[-1].offset + 1
+        try:
+            async with producer.transaction():
+                sent = [
+                    await producer.send(self.target, value=value, key=key.encode(), timestamp_ms=at)
+                    for key, value, at in copies
+                ]
+                await asyncio.gather(*sent)
+                await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
+        except ProducerFenced:
+            log.warning(
+                "repartitioner %s: partition %d is copied by another process now",
+                self.ae_title,
+                tp.partition,
+            )
+            await self._release([tp.partition])
+            return
+        self.copied += len(copies)
+        self.unreadable += unreadable
+
+    async def _acquire(self, partitions: list[int]) -> None:
+        """Own ``partitions``: fence their previous owner (its open transaction is
+        aborted); their first batch is then discarded and read again from the offset
+        the last committed transaction left (see :meth:`_copy`)."""
+        fresh = [p for p in partitions if p not in self._producers]
+        producers = {
+            p: self.kafka.producer(
+                client_id=f"{self.client_id}-repartition-{p}",
+                transactional_id=f"{self.group_id}.{p}",
+                enable_idempotence=True,
+                acks="all",
+            )
+            for p in fresh
+        }
+        await asyncio.gather(*(producer.start() for producer in producers.values()))
+        self._producers.update(producers)
+        self._reseek.update(fresh)
+        log.info("repartitioner %s: copying partitions %s", self.ae_title, sorted(partitions))
+
+    async def _release(self, partitions: list[int]) -> None:
+        self._reseek.difference_update(partitions)
+        producers = [self._producers.pop(p) for p in partitions if p in self._producers]
+        for producer in producers:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: Repartitioner) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.owner._release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.owner._acquire(sorted(tp.partition for tp in assigned))
+
+
+class RepartitionGate:
+    """Whether a tick may be written to an AE title's rekeyed partitions now: the
+    repartitioner's committed offsets reached the current end of every instances
+    partition (called after the watermark was read; see the module docstring)."""
+
+    def __init__(self, kafka: KafkaConnection, *, source: str, group_id: str, client_id: str):
+        self.kafka = kafka
+        self.source = source
+        self.group_id = group_id
+        self.client_id = client_id
+        self.partitions = 0  # the instances topic's count, set before the first call
+        self._consumer: Any = None
+        self._admin: Any = None
+
+    async def __call__(self) -> bool:
+        if self._consumer is None:
+            self._consumer = self.kafka.consumer(client_id=f"{self.client_id}-gate")
+            self._admin = self.kafka.admin(client_id=f"{self.client_id}-gate")
+            await self._consumer.start()
+            await self._admin.start()
+        tps = [TopicPartition(self.source, p) for p in range(self.partitions)]
+        ends = await self._consumer.end_offsets(tps)
+        committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
+        for tp in tps:
+            done = committed.get(tp)
+            if ends[tp] > 0 and (done is None or done.offset < ends[tp]):
+                return False
+        return True
+
+    async def close(self) -> None:
+        """Stop the clients."""
+        with contextlib.suppress(KafkaError):
+            if self._consumer is not None:
+                await self._consumer.stop()
+            if self._admin is not None:
+                await self._admin.close()
+
+
+class Repartitioning:
+    """The repartitioned AE titles of one process: their rekeyed topics, copiers and
+    tick gates (``keys``: AE title -> group key, :func:`repartition_keys`;
+    ``record_keys``: the bus's record keys, :class:`~streams.events.RecordKeys`)."""
+
+    def __init__(
+        self,
+        kafka: KafkaConnection,
+        *,
+        prefix: str,
+        instances_topic: str,
+        keys: Mapping[str, KeyFn],
+        record_keys: RecordKeyFn,
+        client_id: str,
+    ) -> None:
+        self.kafka = kafka
+        self.prefix = prefix
+        self.instances_topic = instances_topic
+        self.keys = dict(keys)
+        self.record_keys = record_keys
+        self.client_id = client_id
+        self.topics = {ae: rekeyed_topic(prefix, ae) for ae in self.keys}
+        self.gates = {
+            self.topics[ae]: RepartitionGate(
+                kafka,
+                source=instances_topic,
+                group_id=repartition_group(prefix, ae),
+                client_id=client_id,
+            )
+            for ae in self.keys
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def create_topics(self, partitions: int, replication_factor: int) -> dict[str, int]:
+        """Create the rekeyed topics with the instances topic's (real) partition count."""
+        for gate in self.gates.values():
+            gate.partitions = partitions
+        topics = dict.fromkeys(self.topics.values(), partitions)
+        return await ensure_topics(
+            self.kafka,
+            topics,
+            replication_factor,
+            configs=dict.fromkeys(topics, rekeyed_topic_configs()),
+        )
+
+    def start(self, done: asyncio.Event) -> list[asyncio.Task[None]]:
+        """Start one copier per AE title; each runs until ``done`` or fails."""
+        self._tasks = [
+            asyncio.create_task(
+                Repartitioner(
+                    self.kafka,
+                    prefix=self.prefix,
+                    ae_title=ae,
+                    key_fn=key,
+                    record_key=self.record_keys,
+                    source=self.instances_topic,
+                    target=self.topics[ae],
+                    client_id=self.client_id,
+                ).run(done),
+                name=f"repartition-{ae}",
+            )
+            for ae, key in self.keys.items()
+        ]
+        return self._tasks
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The running copiers."""
+        return list(self._tasks)
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Wait for the copiers (after ``done``; cancelled past ``timeout_s``: what they
+        did not commit is copied again by the next owner) and close the gates."""
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for gate in self.gates.values():
+            await gate.close()
+
+    def failure(self) -> BaseException | None:
+        """Why a copier stopped, if one did."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return None
+
+
+def repartition_keys(config: AdapterConfig) -> dict[str, KeyFn]:
+    """The AE titles whose groups span patients, with the key that keeps each group in
+    one partition (:meth:`JobProcessor.repartition_key`)."""
+    classes = processor_classes(config)
+    keys: dict[str, KeyFn] = {}
+    for index, ae in enumerate(config.scp.ae_titles):
+        cls = classes[ae.ae_title]
+        settings, _ = cls.parse_settings(
+            ae.ae_title, ae.processor_settings, where=f"scp.ae_titles[{index}]"
+        )
+        key = cls.repartition_key(settings)
+        if key is not None:
+            keys[ae.ae_title] = key
+    return keys

@@ -1,0 +1,117 @@
+"""Readiness polls and small broker queries shared by every suite (one copy of each).
+
+A poll waits for a condition with a deadline; it is never the assertion itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from streams.errors import BrokerError
+from streams.kafka import Connection, Record, read_topic
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a server the test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]],
+    what: str = "condition",
+    *,
+    timeout_s: float = 60.0,
+    interval_s: float = 0.05,
+) -> None:
+    """Poll ``check`` (sync or async) until it holds; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout_s} s")
+        await asyncio.sleep(interval_s)
+
+
+def wait_for(
+    condition: Callable[[], bool], what: str = "condition", timeout_s: float = 15.0
+) -> float:
+    """The blocking form of :func:`wait_until` (tests that run no event loop); returns the
+    seconds it took."""
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout_s} s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def wait_for_ledger(
+    bootstrap: Connection,
+    topic: str,
+    done: Callable[[list[Record]], bool],
+    *,
+    timeout_s: float = 60.0,
+    alive: Callable[[], None] | None = None,
+) -> list[Record]:
+    """Read ``topic`` until ``done(records)`` (a readiness poll); returns the records.
+    ``alive`` may raise to stop waiting early (e.g. the process under test died). A
+    broker that is still recovering (a test that paused it) is asked again."""
+    deadline = time.monotonic() + timeout_s
+    records: list[Record] = []
+    error: BrokerError | None = None
+    while time.monotonic() < deadline:
+        if alive is not None:
+            alive()
+        try:
+            records = await read_topic(bootstrap, topic)
+        except BrokerError as exc:
+            error = exc
+        else:
+            if done(records):
+                return records
+        await asyncio.sleep(0.2)
+    raise AssertionError(
+        f"ledger condition not met in {timeout_s} s; {len(records)} events; last error: {error}"
+    )
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    """What consumer group ``group`` has committed, per partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: int(om.offset) for tp, om in found.items()}
+
+
+class HoldRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A group member's listener that keeps the next rebalance from completing until
+    :attr:`release` is set: other members join but get no partition meanwhile."""
+
+    def __init__(self) -> None:
+        self.assigned = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        if self.assigned.is_set():
+            await self.release.wait()
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.assigned.set()
