@@ -18,7 +18,6 @@ import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Generator
-from types import TracebackType
 from typing import Any
 
 import uvicorn
@@ -30,6 +29,7 @@ from processors.http.auth import with_client_certificate
 from processors.http.readiness import Readiness
 from streams.config import HttpConfig
 from streams.errors import AdapterError
+from streams.lifecycle import Service
 from streams.tls import peer_subject, server_context
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class _Config(uvicorn.Config):
             self.ssl = self._tls
 
 
-class HttpServer:
+class HttpServer(Service):
     """``async with HttpServer(app, host, port) as server:`` serves ``app`` until the block
     ends; ``server.port`` is the bound port (useful with ``port=0``); with ``tls`` (a
     server :class:`ssl.SSLContext`) it speaks HTTPS."""
@@ -119,7 +119,7 @@ class HttpServer:
             f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
         )
 
-    async def __aenter__(self) -> HttpServer:
+    async def start(self) -> None:
         self._sock = _bind(self.host, self.requested_port)
         self._port = int(self._sock.getsockname()[1])
         config = _Config(
@@ -154,14 +154,8 @@ class HttpServer:
                 f"starting ({failure or 'no error given'})"
             )
         log.info("http: /healthz /readyz /metrics on %s:%d", self.host, self.port)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self._close()
 
     def _ended(self, task: asyncio.Task[None]) -> None:

@@ -9,10 +9,11 @@ and they never write events: the submitter does that (docs/submitters.md).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from streams.events import GroupInstance, JobSubmitted, Priority
+from streams.events import JobSubmitted
 
 OutcomeKind = Literal["submitted", "retriable", "permanent"]
 
@@ -43,23 +44,13 @@ class SubmitOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class PlatformJob:
-    """A job as handed to a platform: the staged payload and everything describing it.
+class PlatformJob(JobSubmitted):
+    """A job as handed to a platform: the ``job.submitted`` record it becomes once the
+    platform accepts it (``platform_job_id`` is not known yet, so it stays empty).
 
     ``instances`` point into the payload folder (the received files are reclaimed once
     the job is submitted); ``job_id`` is deterministic and doubles as idempotency key.
     """
-
-    job_id: str
-    name: str
-    ae_title: str
-    pipeline_name: str
-    pipeline_id: str
-    priority: Priority
-    payload_uri: str
-    instances: tuple[GroupInstance, ...]
-    attempt: int
-    group_key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body an HTTP platform receives (docs/submitters.md)."""
@@ -86,19 +77,8 @@ class PlatformJob:
 
     def submitted_event(self, platform_job_id: str = "") -> JobSubmitted:
         """The ``job.submitted`` record for this job once a platform accepted it."""
-        return JobSubmitted(
-            job_id=self.job_id,
-            name=self.name,
-            ae_title=self.ae_title,
-            pipeline_name=self.pipeline_name,
-            pipeline_id=self.pipeline_id,
-            priority=self.priority,
-            payload_uri=self.payload_uri,
-            instances=self.instances,
-            attempt=self.attempt,
-            platform_job_id=platform_job_id,
-            group_key=self.group_key,
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(JobSubmitted)}
+        return JobSubmitted(**fields | {"platform_job_id": platform_job_id})
 
 
 @runtime_checkable
