@@ -111,6 +111,9 @@ class Repartitioner:
         self.poll_ms = poll_ms
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._reseek: set[int] = set()
+        # A rebalance callback must not stop a producer inside a transaction: aiokafka's
+        # commit then waits forever for an end the stopped sender never reports.
+        self._owning = asyncio.Lock()
         self.copied = 0
         self.unreadable = 0
 
@@ -144,6 +147,12 @@ class Repartitioner:
             await self._release(list(self._producers))
 
     async def _copy(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        async with self._owning:
+            await self._copy_owned(tp, records)
+
+    async def _copy_owned(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         producer = self._producers.get(tp.partition)
         if producer is None:
             return  # fenced: not ours any more (the rebalance that follows says so)
@@ -200,10 +209,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.owner._release([tp.partition for tp in revoked])
+        async with self.owner._owning:  # after the transaction in flight ended
+            await self.owner._release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.owner._acquire(sorted(tp.partition for tp in assigned))
+        async with self.owner._owning:
+            await self.owner._acquire(sorted(tp.partition for tp in assigned))
 
 
 class RepartitionGate:
