@@ -3,8 +3,13 @@ SCP that refuses some instances with a status (issue 20)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -72,3 +77,33 @@ def test_everything_sent_exits_0(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[0] == f"sent 2 of 2 file(s) to RECORDER@127.0.0.1:{scp.port}"
     assert len(scp.uids()) == len(files)
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
+    files = write_instances(tmp_path, [make_ct(instance_number=i) for i in range(3)])
+    controller, terminal = pty.openpty()
+    # A terminal 100 columns wide (a bare pty has 0, and tqdm draws nothing in that).
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    with RecordingScp() as scp:
+        proc = subprocess.Popen(
+            [*CLI, "send", "--ae", "RECORDER", "--port", str(scp.port), *map(str, files)],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=terminal, text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TERM": "xterm"},
+        )  # fmt: skip
+        os.close(terminal)
+        out, _ = proc.communicate(timeout=60)
+        bar = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            bar += chunk
+        os.close(controller)
+    assert proc.returncode == 0, out
+    text = bar.decode(errors="replace")
+    assert f"C-STORE to RECORDER@127.0.0.1:{scp.port}" in text
+    assert "3/3" in text and "100%" in text
+    assert out.splitlines()[0].startswith("sent 3 of 3 file(s)")  # the summary stays on stdout
