@@ -28,6 +28,8 @@ from streams.errors import UsageError
 from streams.scu import DEFAULT_CALLING_AE, CStoreSender, DicomPeer, SendOutcome, describe_status
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
+#: Files named one by one in the summary at most; the counts cover every file.
+MAX_FILE_LINES = 20
 
 _EPILOG = (
     "DCMTK works too: echoscu -aec AE HOST PORT; storescu -aec AE +sd +r HOST PORT DIR. "
@@ -123,14 +125,18 @@ def send_files(peer: DicomPeer, files: Sequence[Path], bar_out: TextIO) -> list[
 
 
 def summary(outcomes: Sequence[SendOutcome], peer: DicomPeer) -> list[str]:
-    """The closing lines: one per file not sent, then the counts (refusals by status,
-    failures by reason)."""
+    """The closing lines: one per file not sent (the first :data:`MAX_FILE_LINES`), then
+    the counts (refusals by status, failures by reason)."""
     lines: list[str] = []
     for o in outcomes:
         if o.kind == "refused" and o.status is not None:
             lines.append(f"refused: {o.label}: {describe_status(o.status)}")
         elif o.kind != "sent":
             lines.append(f"failed: {o.label}: {o.error or o.reason}")
+    if len(lines) > MAX_FILE_LINES:
+        # A stopped SCP fails every file the same way: the counts below say the rest.
+        more = len(lines) - MAX_FILE_LINES
+        lines = [*lines[:MAX_FILE_LINES], f"... and {more} more file(s) not sent"]
     sent = sum(1 for o in outcomes if o.kind == "sent")
     statuses = Counter(
         describe_status(o.status) for o in outcomes if o.kind == "refused" and o.status is not None

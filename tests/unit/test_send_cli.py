@@ -76,3 +76,19 @@ def test_missing_path_is_a_one_line_usage_error(
     assert main(["send", "--ae", "A", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file or folder" in err
+
+
+def test_summary_names_at_most_twenty_files_and_counts_all() -> None:
+    peer = DicomPeer("AE", "127.0.0.1", 104)
+    outcomes = [
+        SendOutcome(i, f"{i}.dcm", "failed", reason="connect_failed", error="cannot connect")
+        for i in range(25)
+    ]
+    lines = summary(outcomes, peer)
+    assert lines[:2] == ["failed: 0.dcm: cannot connect", "failed: 1.dcm: cannot connect"]
+    assert lines[20:] == [
+        "... and 5 more file(s) not sent",
+        "sent 0 of 25 file(s) to AE@127.0.0.1:104",
+        "refused 0",
+        "failed 25: 25 connect_failed",
+    ]
