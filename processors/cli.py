@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "submit",
     "jobs",
     "export",
+    "send",
 )
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -64,6 +65,90 @@ class NoPatientData(logging.Filter):
         return True
 
 
+_NO_LEADER_YET = frozenset({"NotLeaderForPartitionError", "LeaderNotAvailableError"})
+
+#: aiokafka records (logger, message start, error class names or None for any) that
+#: report a broker state which passes by itself: the group coordinator of a new broker
+#: or group is still being elected/loaded, a group is rebalancing, a new topic's
+#: partitions have no leader yet. On every clean start they came as ERROR/WARNING
+#: lines and made a healthy start look broken.
+_TRANSIENT = (
+    (
+        "aiokafka.consumer.group_coordinator",
+        "Group Coordinator Request failed",
+        frozenset(
+            {
+                "GroupCoordinatorNotAvailableError",
+                "CoordinatorLoadInProgressError",
+                "NotCoordinatorForGroupError",
+            }
+        ),
+    ),
+    ("aiokafka.consumer.group_coordinator", "Marking the coordinator dead", None),
+    ("aiokafka.consumer.group_coordinator", "Heartbeat failed for group %s: coordinator", None),
+    ("aiokafka.consumer.group_coordinator", "Heartbeat failed for group %s because it is", None),
+    ("aiokafka.producer.sender", "Got error produce response on topic-partition", _NO_LEADER_YET),
+    ("aiokafka.consumer.fetcher", "Failed fetch offsets from", _NO_LEADER_YET),
+)
+
+
+class TransientBrokerStates(logging.Filter):
+    """Logs known transient broker states (:data:`_TRANSIENT`) at DEBUG, not as errors.
+
+    A state that lasts longer than ``patience_s`` (counted from its first record, and
+    restarted once it has been quiet that long) is a real problem: its records then
+    keep their level. ``show_debug``: whether DEBUG lines are wanted at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        show_debug: bool,
+        patience_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.show_debug = show_debug
+        self.patience_s = patience_s
+        self.clock = clock
+        self._seen: dict[str, tuple[float, float]] = {}  # message start -> (first, last)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind = _transient_kind(record)
+        if kind is None:
+            return True
+        now = self.clock()
+        first, last = self._seen.get(kind, (now, now))
+        if now - last > self.patience_s:
+            first = now
+        self._seen[kind] = (first, now)
+        if now - first > self.patience_s:
+            return True
+        record.levelno = logging.DEBUG
+        record.levelname = "DEBUG"
+        return self.show_debug
+
+
+def _transient_kind(record: logging.LogRecord) -> str | None:
+    message = str(record.msg)
+    for logger, start, errors in _TRANSIENT:
+        if record.name != logger or not message.startswith(start):
+            continue
+        if errors is None:
+            return start
+        args = record.args if isinstance(record.args, tuple) else ()
+        # aiokafka passes an error instance, or (the producer) the error class.
+        if any(_class_name(arg) in errors for arg in args):
+            return start
+    return None
+
+
+def _class_name(arg: object) -> str:
+    return arg.__name__ if isinstance(arg, type) else type(arg).__name__
+
+
 _handler: logging.Handler | None = None
 
 
@@ -75,6 +160,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", **static: Any) -> 
         root.removeHandler(_handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(NoPatientData())
+    handler.addFilter(TransientBrokerStates(show_debug=level == "DEBUG"))
     if fmt == "json":
         handler.setFormatter(JsonFormatter(static))
     else:

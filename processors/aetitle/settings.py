@@ -3,10 +3,13 @@
 :func:`parse_settings` turns the raw mapping into :class:`AeTitleSettings` or raises one
 :class:`ConfigError` listing every problem (seed §13.1.3; Clara's
 ``AeTitleJobProcessor.InitializeSettings`` and its validator, see
-``reference/clara-dicom-adapter-behaviour.md`` §2.2). Where Clara is loose we are strict,
-on purpose: priorities are names only (no numbers), a ``groupBy`` tag must be exactly
-``GGGG,EEEE``, ``(GGGG,EEEE)`` or ``GGGGEEEE``, and unknown keys are errors, not
-silently ignored.
+``reference/clara-dicom-adapter-behaviour.md`` §2.2). Every key Clara's validator takes
+is accepted as Clara accepts it: priorities by name (any case) or by Clara's job
+priority number (1 lower … 4 immediate), ``jobRetryDelay`` (milliseconds) accepted
+with a warning that it is not used here (retries belong to the submitter). Where Clara
+is loose we stay strict, on purpose: a ``groupBy`` tag must be exactly ``GGGG,EEEE``,
+``(GGGG,EEEE)`` or ``GGGGEEEE``, and unknown keys are errors (Clara's validator
+refuses them too; only its processor ignored them).
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ DEFAULT_PRIORITY: Priority = "normal"
 DEFAULT_TIMEOUT_S = 5
 MIN_TIMEOUT_S = 5  # seed: "minimum 5 seconds"; Clara raises smaller values to 5
 PIPELINE_PREFIX = "pipeline-"
-KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge")
+KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge", "jobRetryDelay")
+#: Clara's JobPriority numbers (clara-platform jobs.proto: 0 is UNKNOWN) -> our names.
+CLARA_PRIORITY_NUMBERS: dict[int, Priority] = {
+    1: "lower",
+    2: "normal",
+    3: "higher",
+    4: "immediate",
+}
 
 GROUP_NAMES = {"patient": PATIENT_ID, "study": STUDY_INSTANCE_UID, "series": SERIES_INSTANCE_UID}
 _KEYWORDS = {
@@ -138,6 +148,8 @@ class _Parser:
             self._timeout(value)
         elif key == "maxAge":
             self._max_age(value)
+        elif key == "jobRetryDelay":
+            self._job_retry_delay(value)
         elif key[: len(PIPELINE_PREFIX)].lower() == PIPELINE_PREFIX:
             self._pipeline(key, value)
         else:
@@ -164,14 +176,35 @@ class _Parser:
             if priority == name:
                 self.priority = priority
                 return
-        self.problem("priority", f"{show(value)} is not one of {', '.join(PRIORITIES)}")
+        number = _integer(value)
+        if number is not None and number in CLARA_PRIORITY_NUMBERS:
+            self.priority = CLARA_PRIORITY_NUMBERS[number]
+            return
+        numbers = ", ".join(f"{n} ({p})" for n, p in CLARA_PRIORITY_NUMBERS.items())
+        self.problem(
+            "priority",
+            f"{show(value)} is not one of {', '.join(PRIORITIES)} "
+            f"(or Clara's priority numbers {numbers})",
+        )
+
+    def _job_retry_delay(self, value: Any) -> None:
+        # Clara: int.TryParse only, milliseconds between its 3 submission attempts.
+        number = _integer(value)
+        if number is None or not _INT32[0] <= number <= _INT32[1]:
+            self.problem(
+                "jobRetryDelay",
+                f"{show(value)} is not a whole number of milliseconds; use e.g. 5000 (or "
+                "remove it: it is not used here)",
+            )
+            return
+        self.warnings.append(
+            f"{self.ctx}: processorSettings.jobRetryDelay: accepted as in Clara but not used: "
+            "job retries are set by submitter.max_attempts, submitter.backoff_initial_s and "
+            "submitter.backoff_max_s"
+        )
 
     def _timeout(self, value: Any) -> None:
-        number: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and _INTEGER.fullmatch(value):
-            number = int(value)
+        number = _integer(value)
         if number is None:
             self.problem(
                 "timeout",
@@ -190,9 +223,7 @@ class _Parser:
             self.timeout_s = number
 
     def _max_age(self, value: Any) -> None:
-        number = value if isinstance(value, int) and not isinstance(value, bool) else None
-        if isinstance(value, str) and _INTEGER.fullmatch(value):
-            number = int(value)
+        number = _integer(value)
         if number is None or number < 1 or number > _INT32[1]:
             self.problem(
                 "maxAge",
@@ -246,13 +277,17 @@ class _Parser:
         return settings, self.warnings
 
 
+def _integer(value: Any) -> int | None:
+    """A whole number as .NET ``int.TryParse`` reads it (an int, or text such as " 60 ")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    return None
+
+
 def _unknown_key(key: str) -> str:
-    allowed = "allowed: groupBy, priority, timeout, maxAge and pipeline-<name> keys"
-    if key == "jobRetryDelay":
-        return (
-            "Clara's jobRetryDelay is not used here (retries are set by submitter.max_attempts "
-            f"and submitter.backoff_initial_s); remove it — {allowed}"
-        )
+    allowed = "allowed: groupBy, priority, timeout, jobRetryDelay, maxAge and pipeline-<name> keys"
     guess = next((k for k in KNOWN_KEYS if k.lower() == key.lower()), None)
     if guess is not None:
         return f"unknown setting (keys are case-sensitive: did you mean {guess!r}?); {allowed}"

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from streams.broker import (
     KAFKA_VERSION,
     KafkaBroker,
@@ -105,7 +107,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     """Handler of ``broker fetch``."""
     _check_version(args.version)
     already = (kafka_libs_dir(args.version) / f"kafka_2.13-{args.version}.jar").is_file()
-    libs = fetch_kafka_jars(version=args.version)
+    # Maven's total is unknown up front: the bar counts files downloaded (terminal only).
+    with tqdm(unit=" files", desc="Maven Central", file=sys.stderr, disable=None) as bar:
+
+        def downloaded(name: str) -> None:
+            bar.set_postfix_str(name, refresh=False)
+            bar.update(1)
+
+        libs = fetch_kafka_jars(version=args.version, progress=downloaded)
     state = "already in" if already else "fetched into"
     print(f"Apache Kafka {args.version} jars {state} {libs}")
     return 0

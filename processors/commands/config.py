@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from processors.aetitle.settings import NESTED_IN_PATIENT, AeTitleSettings, format_tag
 from processors.commands.buscheck import bus_lines, read_bus
+from processors.commands.kafka_args import kafka_address
 from processors.config_check import CheckedConfig, check_config
 from streams.config import ENV_PREFIX, KAFKA_ENV, AdapterConfig, DicomDestination, mask_url
 from streams.config.exposure import exposures, refusals
@@ -87,12 +88,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _check_bus(config: AdapterConfig, address: str) -> int:
-    bootstrap = address or config.kafka.bootstrap_servers
-    if not bootstrap:
-        raise UsageError(
-            "config check --kafka: no Kafka address; give one (--kafka HOST:PORT) or set "
-            f"kafka.bootstrap_servers (or {KAFKA_ENV})"
-        )
+    try:
+        bootstrap = kafka_address(config, address)
+    except UsageError as exc:
+        raise UsageError(f"config check --kafka: {exc}") from None
     kafka = KafkaConnection.of(config.kafka.model_copy(update={"bootstrap_servers": bootstrap}))
     try:
         view = asyncio.run(read_bus(kafka, config.kafka.topic_prefix))

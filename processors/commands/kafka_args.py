@@ -2,19 +2,24 @@
 
 The Kafka address comes from ``--kafka``, else the config's ``kafka.bootstrap_servers``
 (which the loader fills from ``KAFKA_BOOTSTRAP_SERVERS`` when the file does not set
-it); with none of them the command stops with a one-line usage error (exit 2). It is
-resolved once, here, into the config every role gets.
+it), else the embedded broker a ``run`` of the same config started: the address it
+recorded in ``<storage>/kafka/broker.json``, used only while something listens there,
+and said on stderr. With none of them the command stops with a one-line usage error
+(exit 2) that names every way to give one. It is resolved once, here, into the config
+every role gets.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from processors.config_check import build_collecting, check_config, check_processors
 from processors.registry import AETITLE
+from streams.broker import is_listening, recorded_address
 from streams.config import (
     DEFAULT_PROCESSOR,
     KAFKA_ENV,
@@ -94,12 +99,33 @@ def _uses_aetitle(entry: object) -> bool:
 
 
 def resolve_kafka(args: argparse.Namespace, config: AdapterConfig) -> AdapterConfig:
-    """``config`` with the Kafka address to use (``--kafka`` wins), or
-    :class:`UsageError` (exit 2) naming the three ways to give one."""
-    address: str | None = args.kafka or config.kafka.bootstrap_servers
-    if not address:
+    """``config`` with the Kafka address to use (see :func:`kafka_address`)."""
+    return config.with_kafka(kafka_address(config, args.kafka))
+
+
+def kafka_address(config: AdapterConfig, given: str | None) -> str:
+    """``given`` (``--kafka``), else ``kafka.bootstrap_servers``, else the running
+    embedded broker of ``config``'s storage folder (said on stderr); else
+    :class:`UsageError` (exit 2) naming every way to give one."""
+    address = given or config.kafka.bootstrap_servers
+    if address:
+        return address
+    folder = Path(config.storage) / "kafka"
+    recorded = recorded_address(folder)
+    ways = (
+        f"pass --kafka HOST:PORT, set kafka.bootstrap_servers in the config or {KAFKA_ENV}, "
+        "or start 'dicom-adapter run' with this config (in another shell) first"
+    )
+    if recorded is None:
+        raise UsageError(f"no Kafka address and no embedded broker in {folder}: {ways}")
+    host, _, port = recorded.rpartition(":")
+    if not is_listening(host, int(port)):
         raise UsageError(
-            "no Kafka address: pass --kafka HOST:PORT, set kafka.bootstrap_servers in the "
-            f"config, or set {KAFKA_ENV}"
+            f"no Kafka address, and the embedded broker of {folder} (last at {recorded}) "
+            f"is not running: {ways}"
         )
-    return config.with_kafka(address)
+    print(
+        f"dicom-adapter: using the embedded broker of {folder} at {recorded}",
+        file=sys.stderr,
+    )
+    return recorded

@@ -5,7 +5,7 @@ Apache Kafka in KRaft mode from Maven jars (:class:`KafkaBroker`, jars fetched b
 :func:`start_embedded_broker` picks the best one available.
 """
 
-from streams.broker.base import LocalBroker, free_port
+from streams.broker.base import LocalBroker, free_port, is_listening
 from streams.broker.embedded import select_embedded_broker, start_embedded_broker
 from streams.broker.jars import (
     KAFKA_VERSION,
@@ -15,7 +15,7 @@ from streams.broker.jars import (
     kafka_libs_dir,
     kafka_version_of,
 )
-from streams.broker.kafka import KafkaBroker, new_cluster_id
+from streams.broker.kafka import KafkaBroker, new_cluster_id, recorded_address
 from streams.broker.ready import describe_cluster
 from streams.broker.tansu import TansuBroker, find_tansu_binary
 
@@ -29,10 +29,12 @@ __all__ = [
     "find_tansu_binary",
     "free_port",
     "is_kafka_version",
+    "is_listening",
     "jars_present",
     "kafka_libs_dir",
     "kafka_version_of",
     "new_cluster_id",
+    "recorded_address",
     "select_embedded_broker",
     "start_embedded_broker",
 ]

@@ -51,6 +51,15 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def is_listening(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def log_tail(path: Path, lines: int = 20) -> str:
     """The last ``lines`` non-empty lines of a log file (for error messages)."""
     try:

@@ -14,7 +14,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from streams.errors import BrokerError
@@ -90,6 +91,7 @@ def fetch_kafka_jars(
     version: str = KAFKA_VERSION,
     *,
     mvn: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Resolve Kafka ``version`` and its runtime dependencies into the cache; return it.
 
@@ -98,7 +100,8 @@ def fetch_kafka_jars(
     interrupted fetch never leaves a half-filled cache behind.
 
     Raises :class:`BrokerError` naming the fix when Maven or Java is missing or Maven
-    fails (with the tail of its output).
+    fails (with the tail of its output). ``progress`` is called with the name of each
+    file Maven has downloaded, as it goes.
     """
     if not is_kafka_version(version):
         raise BrokerError(f"{version!r} is not a Kafka version (expected e.g. {KAFKA_VERSION})")
@@ -126,7 +129,6 @@ def fetch_kafka_jars(
         with importlib.resources.as_file(pom) as pom_path:
             cmd = [
                 mvn_path,
-                "-q",
                 "-B",
                 "-Dstyle.color=never",
                 "-f",
@@ -136,23 +138,16 @@ def fetch_kafka_jars(
                 f"-DoutputDirectory={staging}",
                 f"-Dkafka.version={version}",
             ]
-            try:
-                done = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=_MVN_TIMEOUT_S,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
+            returncode, output = _run_maven(cmd, progress)
+            if returncode is None:
                 raise BrokerError(
                     f"Maven did not finish fetching Kafka {version} within {_MVN_TIMEOUT_S} s; "
                     "check access to Maven Central and try again"
-                ) from None
-        if done.returncode != 0 or not jars_present(staging, version):
-            tail = _maven_errors(done.stdout + done.stderr)
+                )
+        if returncode != 0 or not jars_present(staging, version):
+            tail = _maven_errors(output)
             raise BrokerError(
-                f"Maven could not fetch Apache Kafka {version} (exit {done.returncode}); "
+                f"Maven could not fetch Apache Kafka {version} (exit {returncode}); "
                 f"check the version exists on Maven Central and the network. Maven said:\n{tail}"
             )
         if libs.exists():
@@ -164,6 +159,41 @@ def fetch_kafka_jars(
             shutil.rmtree(staging, ignore_errors=True)
     log.info("Apache Kafka %s jars ready in %s", version, libs)
     return libs
+
+
+_DOWNLOADED = re.compile(r"^(?:\[INFO\] )?Downloaded from \S+: (\S+)")
+
+
+def _run_maven(
+    cmd: Sequence[str], progress: Callable[[str], None] | None
+) -> tuple[int | None, str]:
+    """Run Maven, reporting each downloaded file (its file name) to ``progress``;
+    ``(exit code, output)``, the code ``None`` when it was stopped at the time limit."""
+    expired = threading.Event()
+    lines: list[str] = []
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
+
+        def stop() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(_MVN_TIMEOUT_S, stop)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                found = _DOWNLOADED.match(_ANSI.sub("", line))
+                if found and progress is not None:
+                    progress(found.group(1).rsplit("/", 1)[-1])
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+    return (None if expired.is_set() else returncode), "".join(lines)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -53,6 +53,19 @@ DEFAULT_PROPERTIES: Mapping[str, str] = {
 }
 
 
+def recorded_address(data_dir: Path | str, host: str = "127.0.0.1") -> str | None:
+    """``host:port`` the Kafka broker of ``data_dir`` last served on (its ``broker.json``),
+    or ``None`` if no broker has run there. It may have stopped since."""
+    try:
+        state = json.loads((Path(data_dir) / _STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    port = state.get("port") if isinstance(state, dict) else None
+    if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+        return f"{host}:{port}"
+    return None
+
+
 def new_cluster_id() -> str:
     """A Kafka cluster id: a random UUID in URL-safe base64 without padding.
 

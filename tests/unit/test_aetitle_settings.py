@@ -165,17 +165,21 @@ def test_priority_defaults_to_normal() -> None:
     assert parse(PIPE)[0].priority == "normal"
 
 
-@pytest.mark.parametrize("value", ["SonicSpeed", "unknown", "", "1", 2, -1, True, None, "low"])
+@pytest.mark.parametrize(
+    "value", ["SonicSpeed", "unknown", "", "0", 5, -1, True, None, "low", "2.0"]
+)
 def test_priority_rejects_anything_else(value: Any) -> None:
     [line] = problems({"priority": value, **PIPE})
     assert line.startswith("scp.ae_titles[0] (CLARA-CT): processorSettings.priority: ")
-    assert line.endswith("is not one of lower, normal, higher, immediate")
+    assert "is not one of lower, normal, higher, immediate" in line
+    assert "1 (lower), 2 (normal), 3 (higher), 4 (immediate)" in line
 
 
 def test_priority_message_matches_the_contract() -> None:
     assert problems({"priority": "SonicSpeed", **PIPE}) == [
         "scp.ae_titles[0] (CLARA-CT): processorSettings.priority: 'SonicSpeed' is not one "
-        "of lower, normal, higher, immediate"
+        "of lower, normal, higher, immediate (or Clara's priority numbers 1 (lower), "
+        "2 (normal), 3 (higher), 4 (immediate))"
     ]
 
 
@@ -275,7 +279,7 @@ def test_bad_pipelines(raw: dict[str, Any], fragment: str) -> None:
         ("Timeout", "'timeout'"),
         ("priorty", "'priority'"),
         ("pipeline_lung", "'pipeline-lung'"),
-        ("jobRetryDelay", "submitter.max_attempts"),
+        ("JobRetryDelay", "'jobRetryDelay'"),
     ],
 )
 def test_unknown_keys_are_errors_naming_key_and_ae_title(key: str, hint: str | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from processors.cli import main
@@ -19,7 +21,8 @@ SECRET_PATIENT = "PAT-SECRET-4711"
 
 
 @pytest.fixture
-def no_kafka_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_kafka_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./data/kafka/broker.json of a local run
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.delenv("DICOM_ADAPTER_CONFIG", raising=False)
     monkeypatch.delenv("DICOM_ADAPTER_KAFKA__BOOTSTRAP_SERVERS", raising=False)

@@ -246,7 +246,8 @@ def test_roles_refuse_processor_settings_config_check_rejects_before_they_start(
         out, err = capsys.readouterr()
         assert out == "" and _problems(err) == [
             "scp.ae_titles[0] (CT): processorSettings.priority: 'fast' is not one of lower, "
-            "normal, higher, immediate",
+            "normal, higher, immediate (or Clara's priority numbers 1 (lower), 2 (normal), "
+            "3 (higher), 4 (immediate))",
             "scp.ae_titles[0] (CT): processorSettings: No pipeline defined for AE Title CT; "
             "add at least one 'pipeline-<name>: <pipeline id>' key",
         ], command

@@ -265,6 +265,13 @@ def test_examples_load(name: str) -> None:
     assert config.scp.ae_titles
 
 
+@pytest.mark.parametrize("name", ["scenario1.yaml", "scenario2.yaml"])
+def test_examples_run_with_the_embedded_broker(name: str) -> None:
+    # `run --config` on an example starts the embedded broker: no fixed Kafka address
+    # (a hard-coded 127.0.0.1:9092 made `run` fail with "cannot create topics").
+    assert load_config(EXAMPLES / name, {}).kafka.bootstrap_servers is None
+
+
 def test_scenario_1_example_settings() -> None:
     entry = load_config(EXAMPLES / "scenario1.yaml", {}).scp.ae_titles[0]
     assert entry.processor == "aetitle"

@@ -91,8 +91,9 @@ def test_usage_errors_are_one_line_exit_2(
 
 
 def test_submit_without_kafka_is_a_one_line_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./data/kafka/broker.json of a local run
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.delenv("DICOM_ADAPTER_CONFIG", raising=False)
     assert main(["submit"]) == 2
