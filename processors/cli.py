@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "submit",
     "jobs",
     "replay",
+    "studies",
     "export",
 )
 
