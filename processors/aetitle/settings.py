@@ -32,7 +32,10 @@ DEFAULT_PRIORITY: Priority = "normal"
 DEFAULT_TIMEOUT_S = 5
 MIN_TIMEOUT_S = 5  # seed: "minimum 5 seconds"; Clara raises smaller values to 5
 PIPELINE_PREFIX = "pipeline-"
-KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge")
+KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge", "lateArrivals", "lateWindow")
+LATE_NEW_GROUP = "new-group"  # a late instance starts a group of its own (Clara, default)
+LATE_AMEND = "amend"  # ... or amends a group closed less than lateWindow ago (group.updated)
+DEFAULT_LATE_WINDOW_S = 60
 
 GROUP_NAMES = {"patient": PATIENT_ID, "study": STUDY_INSTANCE_UID, "series": SERIES_INSTANCE_UID}
 _KEYWORDS = {
@@ -59,6 +62,8 @@ class AeTitleSettings:
     pipelines: tuple[tuple[str, str], ...]  # (pipeline name, pipeline id), config order
     group_by_keyword: str = ""  # "PatientID", "StudyInstanceUID", ... or "" for other tags
     max_age_s: int | None = None  # a group open longer than this closes (reason max_age)
+    late_arrivals: str = LATE_NEW_GROUP  # new-group | amend (issue 16: versions)
+    late_window_s: int = DEFAULT_LATE_WINDOW_S  # how long after a close a group can be amended
 
 
 def format_tag(tag: str) -> str:
@@ -118,6 +123,8 @@ class _Parser:
         self.priority: Priority = DEFAULT_PRIORITY
         self.timeout_s = DEFAULT_TIMEOUT_S
         self.max_age_s: int | None = None
+        self.late_arrivals = LATE_NEW_GROUP
+        self.late_window_s = DEFAULT_LATE_WINDOW_S
         self.pipelines: dict[str, str] = {}
         self.pipeline_keys: dict[str, str] = {}
         self.saw_pipeline_key = False
@@ -138,6 +145,10 @@ class _Parser:
             self._timeout(value)
         elif key == "maxAge":
             self._max_age(value)
+        elif key == "lateArrivals":
+            self._late_arrivals(value)
+        elif key == "lateWindow":
+            self._late_window(value)
         elif key[: len(PIPELINE_PREFIX)].lower() == PIPELINE_PREFIX:
             self._pipeline(key, value)
         else:
@@ -202,6 +213,31 @@ class _Parser:
         else:
             self.max_age_s = number
 
+    def _late_arrivals(self, value: Any) -> None:
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text in (LATE_NEW_GROUP, LATE_AMEND):
+            self.late_arrivals = text
+        else:
+            self.problem(
+                "lateArrivals",
+                f"{show(value)} is not one of {LATE_NEW_GROUP}, {LATE_AMEND} ({LATE_AMEND}: an "
+                "instance arriving less than lateWindow seconds after its group closed makes "
+                "a new version of that group, group.updated)",
+            )
+
+    def _late_window(self, value: Any) -> None:
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and _INTEGER.fullmatch(value):
+            number = int(value)
+        if number is None or number < 1 or number > _INT32[1]:
+            self.problem(
+                "lateWindow",
+                f"{show(value)} is not a whole number of seconds above 0; use e.g. 60 (how "
+                "long after a group closed a late instance still amends it)",
+            )
+        else:
+            self.late_window_s = number
+
     def _pipeline(self, key: str, value: Any) -> None:
         self.saw_pipeline_key = True
         name = key[len(PIPELINE_PREFIX) :]
@@ -242,12 +278,17 @@ class _Parser:
             pipelines=tuple(self.pipelines.items()),
             group_by_keyword=group_by_keyword(self.group_by),
             max_age_s=self.max_age_s,
+            late_arrivals=self.late_arrivals,
+            late_window_s=self.late_window_s,
         )
         return settings, self.warnings
 
 
 def _unknown_key(key: str) -> str:
-    allowed = "allowed: groupBy, priority, timeout, maxAge and pipeline-<name> keys"
+    allowed = (
+        "allowed: groupBy, priority, timeout, maxAge, lateArrivals, lateWindow and "
+        "pipeline-<name> keys"
+    )
     if key == "jobRetryDelay":
         return (
             "Clara's jobRetryDelay is not used here (retries are set by submitter.max_attempts "
