@@ -10,7 +10,8 @@ last commit) or the partitions are rebalanced (revoked, safe offsets committed, 
 owner); each new owner skips the inputs the ledger covers. Replaying the whole log with
 the production settings must give exactly the ledger's groups (equal ``group.closed``
 records: members, times, deterministic job ids and names) and the same groups still
-open at the end.
+open at the end. With ``lateArrivals: amend`` (versions are kept in memory, see
+docs/processing.md) the run has commits but no crash or rebalance.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def logs(draw: st.DrawFn) -> Log:
     if draw(st.booleans()):
         raw["maxAge"] = draw(st.sampled_from([8, 15, 30]))
     raw["groupBy"] = draw(st.sampled_from(["Study", "Series", "Patient"]))
+    amend = draw(st.booleans())
+    if amend:  # versions live in memory: equal to a run without crash or rebalance
+        raw.update(lateArrivals="amend", lateWindow=draw(st.sampled_from([5, 20])))
     partitions = draw(st.integers(min_value=1, max_value=3))
     now = T0
     offsets = dict.fromkeys(range(partitions), 0)
@@ -98,6 +102,8 @@ def logs(draw: st.DrawFn) -> Log:
             )
         )
     )
+    if amend:
+        cuts = [cut for cut in cuts if cut[1] == "commit"]
     return Log(raw, records, cuts)
 
 
