@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "events",
     "submit",
     "jobs",
+    "replay",
+    "studies",
     "export",
     "send",
 )

@@ -26,11 +26,13 @@ from reactivex.subject import Subject
 from processors.aetitle.grouping import extra_tags, group_key_fn
 from processors.aetitle.records import AeGroup, build_group_closed
 from processors.aetitle.settings import (
+    LATE_AMEND,
     NESTED_IN_PATIENT,
     AeTitleSettings,
     format_tag,
     parse_settings,
 )
+from processors.aetitle.versions import Versions
 from processors.base import JobProcessor
 from processors.contracts import ProcessorContext
 from processors.jobnames import group_id
@@ -39,6 +41,7 @@ from streams.events import (
     GroupClosed,
     GroupCloseRequested,
     GroupInstance,
+    GroupUpdated,
     InputOffset,
     InstanceReceived,
 )
@@ -83,6 +86,9 @@ class AeTitleJobProcessor(JobProcessor):
         )
         if settings.max_age_s is not None:
             self.window.state.max_age_ms = settings.max_age_s * 1000
+        self.versions: Versions | None = None
+        if settings.late_arrivals == LATE_AMEND:
+            self.versions = Versions(self.ae_title, settings.late_window_s * 1000)
         self._input: Subject[tuple[int, int, InstanceReceived, str, int]] = Subject()
         self._subscription = self._input.pipe(self.window, ops.map(self._record)).subscribe(
             on_next=self._publish, on_error=self._failed, scheduler=self.scheduler
@@ -192,9 +198,12 @@ class AeTitleJobProcessor(JobProcessor):
     # -- output ----------------------------------------------------------------------
 
     def _record(self, group: AeGroup) -> tuple[GroupClosed, tuple[GroupInstance, ...]]:
-        return build_group_closed(
+        record, superseded = build_group_closed(
             group, processor=NAME, ae_title=self.ae_title, settings=self.settings
         )
+        if self.versions is not None:
+            record = self.versions.record(group.partition, group.key, record, group.deadline)
+        return record, superseded
 
     def _publish(self, result: tuple[GroupClosed, tuple[GroupInstance, ...]]) -> None:
         try:
@@ -205,6 +214,15 @@ class AeTitleJobProcessor(JobProcessor):
             raise
 
     def _write(self, record: GroupClosed, superseded: tuple[GroupInstance, ...]) -> None:
+        if isinstance(record, GroupUpdated):
+            log.info(
+                "%s %s: late instances amended a group by %s: version %d with %d instances "
+                "(%d added); %d jobs",
+                NAME, self.ae_title, self.group_by, record.version,
+                len(record.instances), len(record.added), len(record.jobs),
+            )  # fmt: skip
+            self.close_group(record, superseded=superseded)
+            return
         log.info(
             "%s %s: a group by %s closed (%s) with %d instances (%d inputs); %d jobs",
             NAME,
@@ -236,6 +254,8 @@ class AeTitleJobProcessor(JobProcessor):
         """Drop the open groups of revoked partitions without emitting them."""
         partitions = tuple(partitions)
         dropped = self.window.revoke(partitions)
+        if self.versions is not None:
+            self.versions.drop(partitions)
         if self._covered is not None:
             self._covered.drop(partitions)
         log.info(

@@ -35,7 +35,15 @@ DEFAULT_PRIORITY: Priority = "normal"
 DEFAULT_TIMEOUT_S = 5
 MIN_TIMEOUT_S = 5  # seed: "minimum 5 seconds"; Clara raises smaller values to 5
 PIPELINE_PREFIX = "pipeline-"
-KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge", "jobRetryDelay")
+KNOWN_KEYS = (
+    "groupBy",
+    "priority",
+    "timeout",
+    "maxAge",
+    "jobRetryDelay",
+    "lateArrivals",
+    "lateWindow",
+)
 #: Clara's JobPriority numbers (clara-platform jobs.proto: 0 is UNKNOWN) -> our names.
 CLARA_PRIORITY_NUMBERS: dict[int, Priority] = {
     1: "lower",
@@ -43,6 +51,9 @@ CLARA_PRIORITY_NUMBERS: dict[int, Priority] = {
     3: "higher",
     4: "immediate",
 }
+LATE_NEW_GROUP = "new-group"  # a late instance starts a group of its own (Clara, default)
+LATE_AMEND = "amend"  # ... or amends a group closed less than lateWindow ago (group.updated)
+DEFAULT_LATE_WINDOW_S = 60
 
 GROUP_NAMES = {"patient": PATIENT_ID, "study": STUDY_INSTANCE_UID, "series": SERIES_INSTANCE_UID}
 _KEYWORDS = {
@@ -69,6 +80,8 @@ class AeTitleSettings:
     pipelines: tuple[tuple[str, str], ...]  # (pipeline name, pipeline id), config order
     group_by_keyword: str = ""  # "PatientID", "StudyInstanceUID", ... or "" for other tags
     max_age_s: int | None = None  # a group open longer than this closes (reason max_age)
+    late_arrivals: str = LATE_NEW_GROUP  # new-group | amend (issue 16: versions)
+    late_window_s: int = DEFAULT_LATE_WINDOW_S  # how long after a close a group can be amended
 
 
 def format_tag(tag: str) -> str:
@@ -128,6 +141,8 @@ class _Parser:
         self.priority: Priority = DEFAULT_PRIORITY
         self.timeout_s = DEFAULT_TIMEOUT_S
         self.max_age_s: int | None = None
+        self.late_arrivals = LATE_NEW_GROUP
+        self.late_window_s = DEFAULT_LATE_WINDOW_S
         self.pipelines: dict[str, str] = {}
         self.pipeline_keys: dict[str, str] = {}
         self.saw_pipeline_key = False
@@ -150,6 +165,10 @@ class _Parser:
             self._max_age(value)
         elif key == "jobRetryDelay":
             self._job_retry_delay(value)
+        elif key == "lateArrivals":
+            self._late_arrivals(value)
+        elif key == "lateWindow":
+            self._late_window(value)
         elif key[: len(PIPELINE_PREFIX)].lower() == PIPELINE_PREFIX:
             self._pipeline(key, value)
         else:
@@ -233,6 +252,31 @@ class _Parser:
         else:
             self.max_age_s = number
 
+    def _late_arrivals(self, value: Any) -> None:
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text in (LATE_NEW_GROUP, LATE_AMEND):
+            self.late_arrivals = text
+        else:
+            self.problem(
+                "lateArrivals",
+                f"{show(value)} is not one of {LATE_NEW_GROUP}, {LATE_AMEND} ({LATE_AMEND}: an "
+                "instance arriving less than lateWindow seconds after its group closed makes "
+                "a new version of that group, group.updated)",
+            )
+
+    def _late_window(self, value: Any) -> None:
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and _INTEGER.fullmatch(value):
+            number = int(value)
+        if number is None or number < 1 or number > _INT32[1]:
+            self.problem(
+                "lateWindow",
+                f"{show(value)} is not a whole number of seconds above 0; use e.g. 60 (how "
+                "long after a group closed a late instance still amends it)",
+            )
+        else:
+            self.late_window_s = number
+
     def _pipeline(self, key: str, value: Any) -> None:
         self.saw_pipeline_key = True
         name = key[len(PIPELINE_PREFIX) :]
@@ -273,6 +317,8 @@ class _Parser:
             pipelines=tuple(self.pipelines.items()),
             group_by_keyword=group_by_keyword(self.group_by),
             max_age_s=self.max_age_s,
+            late_arrivals=self.late_arrivals,
+            late_window_s=self.late_window_s,
         )
         return settings, self.warnings
 
@@ -287,7 +333,10 @@ def _integer(value: Any) -> int | None:
 
 
 def _unknown_key(key: str) -> str:
-    allowed = "allowed: groupBy, priority, timeout, jobRetryDelay, maxAge and pipeline-<name> keys"
+    allowed = (
+        "allowed: groupBy, priority, timeout, jobRetryDelay, maxAge, lateArrivals, lateWindow "
+        "and pipeline-<name> keys"
+    )
     guess = next((k for k in KNOWN_KEYS if k.lower() == key.lower()), None)
     if guess is not None:
         return f"unknown setting (keys are case-sensitive: did you mean {guess!r}?); {allowed}"

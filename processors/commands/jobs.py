@@ -1,10 +1,14 @@
-"""``dicom-adapter jobs [list|show JOB_ID|retry JOB_ID]`` — the auditor's view of jobs.
+"""``dicom-adapter jobs [list|show JOB_ID|retry JOB_ID|resubmit JOB_ID]`` — the auditor's
+view of jobs.
 
 Built by replaying ``<prefix>.jobs`` from the beginning with a group-less consumer (it
 never joins or commits a consumer group) and folding it with the submitter's own fold
 (:mod:`processors.submit.state`). ``retry`` writes a ``job.retry_requested`` event for a
 dead-lettered job; the submitter owning the job's partition picks it up and gives the
-job another round of ``submitter.max_attempts`` attempts.
+job another round of ``submitter.max_attempts`` attempts. ``resubmit`` makes a NEW job
+(new id, ``reason: "manual"``) with the job's instances, if their files are still on
+disk, for the same pipeline or ``--pipeline NAME`` of the AE title's config
+(:mod:`processors.commands.manual`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from typing import Any, TextIO
 import orjson
 
 from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_kafka
+from processors.commands.manual import (
+    ae_settings,
+    choose_pipelines,
+    manual_group,
+    publish_group,
+    require_files,
+)
 from processors.commands.redact import redact_data
 from processors.submit.state import HistoryEntry, JobLedger, JobState, fold
+from streams.config import AdapterConfig
 from streams.errors import UsageError
-from streams.events import JobRetryRequested, envelope
+from streams.events import GroupClosed, JobRetryRequested, envelope
 from streams.kafka import Connection, EventPublisher, KafkaConnection, read_topic, topic_names
 
 
@@ -42,9 +54,18 @@ def register(subparsers: Any) -> None:
     )
     add_kafka_arguments(parser)
     parser.add_argument(
-        "action", nargs="?", default="list", choices=["list", "show", "retry"], help="default: list"
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "show", "retry", "resubmit"],
+        help="default: list",
     )
-    parser.add_argument("job_id", nargs="?", metavar="JOB_ID", help="for show and retry")
+    parser.add_argument("job_id", nargs="?", metavar="JOB_ID", help="for show, retry and resubmit")
+    parser.add_argument(
+        "--pipeline",
+        metavar="NAME",
+        help="resubmit: to this pipeline-NAME of the job's AE title (default: the job's own)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON output (one job per line)")
     parser.add_argument(
         "--state",
@@ -62,7 +83,7 @@ def register(subparsers: Any) -> None:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """Handler of ``jobs``; returns the exit code."""
-    if args.action in ("show", "retry") and not args.job_id:
+    if args.action in ("show", "retry", "resubmit") and not args.job_id:
         raise UsageError(f"jobs {args.action} needs a JOB_ID (see 'dicom-adapter jobs list')")
     if args.action == "list" and args.job_id:
         raise UsageError(f"jobs list takes no JOB_ID; use 'dicom-adapter jobs show {args.job_id}'")
@@ -81,6 +102,14 @@ def run_jobs(args: argparse.Namespace) -> int:
     if args.action == "show":
         print_job(job, out, as_json=args.json, show_phi=args.show_phi)
         return 0
+    if args.action == "resubmit":
+        record = resubmit(kafka, topic, job, config, args.pipeline)
+        ids = ", ".join(f"{j.job_id} ({j.pipeline_name})" for j in record.jobs)
+        print(
+            f"new job {ids} from job {job.job_id}: follow it with 'dicom-adapter jobs show'",
+            file=out,
+        )
+        return 0
     if job.status != "dead":
         raise UsageError(
             f"job {job.job_id} is {describe(job)}, not dead-lettered; only dead-lettered "
@@ -95,6 +124,37 @@ def run_jobs(args: argparse.Namespace) -> int:
         file=out,
     )
     return 0
+
+
+def resubmit(
+    kafka: Connection, topic: str, job: JobState, config: AdapterConfig, pipeline: str | None
+) -> GroupClosed:
+    """Write a manual ``group.closed`` re-running ``job``'s instances (new job id) on its
+    pipeline or ``pipeline`` of its AE title; :class:`UsageError` when files are gone."""
+    if not job.instances:
+        raise UsageError(f"job {job.job_id} lists no instances; there is nothing to resubmit")
+    if pipeline is None:
+        pipelines = [(job.pipeline_name, job.pipeline_id)]
+        priority: str = job.priority
+    else:
+        settings = ae_settings(config, job.ae_title)
+        pipelines = choose_pipelines(settings, job.ae_title, pipeline)
+        priority = settings.priority
+    require_files(job.instances, f"job {job.job_id} cannot be resubmitted")
+    record = manual_group(
+        ae_title=job.ae_title,
+        group_by="",
+        group_key=job.group_key,
+        patient_id=job.patient_id,
+        instances=job.instances,
+        pipelines=pipelines,
+        priority=priority,
+        now_ms=int(time.time() * 1000),
+        first_received_at=job.first_received_at,
+        last_received_at=job.last_received_at,
+    )
+    asyncio.run(publish_group(kafka, topic, job.key, record))
+    return record
 
 
 async def load_ledger(kafka: Connection, topic: str) -> JobLedger:

@@ -31,6 +31,8 @@ from streams.storage import remove_payload
 
 log = logging.getLogger(__name__)
 
+KEPT_CHECK_S = 1.0  # how often files kept for a later version are looked at again
+
 
 class ReclaimService:
     """Reclaim storage as jobs get submitted; see the module docstring."""
@@ -110,6 +112,7 @@ class ReclaimService:
         """Reclaim queued groups and sweep expired payloads until ``stop``."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._reclaim_loop(stop))
+            tasks.create_task(self._kept_loop(stop))
             if self.retention_ms > 0:
                 tasks.create_task(self._sweep_loop(stop))
 
@@ -136,7 +139,7 @@ class ReclaimService:
         """Delete one ready group's files and write ``instances.removed``."""
         if group.reclaimed or self._partition_of_group.get(group.group_id) not in self._live:
             return None
-        plan = self.ledger.plan(group)
+        plan = self.ledger.plan(group, int(self.clock() * 1000))
         result = await asyncio.to_thread(
             delete_instances, self.storage, plan.delete, not_after_ms=group.last_received_at
         )
@@ -195,6 +198,23 @@ class ReclaimService:
         self.ledger.apply(expired.key, env)
         log.info("payload of job %s expired: %d file(s), %d bytes", expired.job_id, files, freed)
         return True
+
+    def queue_kept_due(self) -> int:
+        """Queue the groups whose files were kept for a later version until now (on
+        live partitions); returns how many were queued."""
+        queued = 0
+        for group in self.ledger.kept_due(int(self.clock() * 1000)):
+            if self._partition_of_group.get(group.group_id) in self._live:
+                before = len(self._queued)
+                self._enqueue(group)
+                queued += len(self._queued) - before
+        return queued
+
+    async def _kept_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.queue_kept_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), KEPT_CHECK_S)
 
     async def _sweep_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

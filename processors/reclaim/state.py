@@ -8,6 +8,11 @@ attempts, reference §2.5; we never do). ``instances.removed`` events close a gr
 restart neither deletes twice nor writes the event twice.
 
 Payload folders expire ``retention`` after their job was submitted (0 = kept forever).
+
+A group that a late instance may still amend (``files_kept_until``, lateArrivals:
+amend) keeps its files until then even once its jobs are submitted: the next version
+(``group.updated``) lists them again. Such groups become ready by time
+(:meth:`ReclaimLedger.kept_due`), the others by the fold alone.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class GroupFiles:
     last_received_at: int
     waiting: set[str] = field(default_factory=set)  # jobs not yet submitted
     reclaimed: bool = False
+    kept_until: int = 0  # epoch ms: files kept for a later version until then (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,7 @@ class ReclaimLedger:
         self._groups_of_uri: dict[str, set[str]] = {}  # unreclaimed groups per file
         self._submitted: dict[str, _Submitted] = {}
         self._payload_removed: set[str] = set()
+        self._kept: set[str] = set()  # unreclaimed groups with a files_kept_until
 
     def apply(self, key: str, env: Envelope) -> tuple[GroupFiles, ...]:
         """Fold one event; returns groups that are now ready (all jobs submitted)."""
@@ -92,16 +99,28 @@ class ReclaimLedger:
         return ()
 
     def ready(self) -> Iterator[GroupFiles]:
-        """Every group whose jobs are all submitted and whose files are not reclaimed."""
-        return (g for g in self.groups.values() if not g.waiting and not g.reclaimed)
+        """Every group whose jobs are all submitted, whose files are not reclaimed and
+        that keeps no files for a later version (those come from :meth:`kept_due`)."""
+        return (
+            g
+            for g in self.groups.values()
+            if not g.waiting and not g.reclaimed and not g.kept_until
+        )
 
-    def plan(self, group: GroupFiles) -> ReclaimPlan:
-        """Split a ready group's files into deletable ones and ones another group needs."""
+    def kept_due(self, now_ms: int) -> list[GroupFiles]:
+        """Groups whose files were kept for a later version until ``now_ms`` or earlier
+        and whose jobs are all submitted: ready now."""
+        due = [self.groups[g] for g in self._kept if self.groups[g].kept_until <= now_ms]
+        return [g for g in due if not g.waiting and not g.reclaimed]
+
+    def plan(self, group: GroupFiles, now_ms: int = 0) -> ReclaimPlan:
+        """Split a ready group's files into deletable ones and ones another group needs
+        (a job not submitted yet, or files kept for a later version after ``now_ms``)."""
         delete: list[GroupInstance] = []
         held: list[GroupInstance] = []
         for instance in group.instances:
             others = self._groups_of_uri.get(instance.uri, set()) - {group.group_id}
-            if any(self.groups[g].waiting for g in others):
+            if any(self.groups[g].waiting or self.groups[g].kept_until > now_ms for g in others):
                 held.append(instance)
             else:
                 delete.append(instance)
@@ -137,13 +156,16 @@ class ReclaimLedger:
             job_ids=job_ids,
             last_received_at=data.last_received_at,
             waiting={j for j in job_ids if j not in self._submitted},
+            kept_until=data.files_kept_until,
         )
         self.groups[env.id] = group
+        if group.kept_until:
+            self._kept.add(env.id)
         for job_id in job_ids:
             self._groups_of_job.setdefault(job_id, set()).add(env.id)
         for instance in data.instances:
             self._groups_of_uri.setdefault(instance.uri, set()).add(env.id)
-        if not group.waiting:
+        if not group.waiting and not group.kept_until:
             yield group
 
     def _job_submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[GroupFiles]:
@@ -158,7 +180,7 @@ class ReclaimLedger:
             group = self.groups[group_id]
             if data.job_id in group.waiting:
                 group.waiting.discard(data.job_id)
-                if not group.waiting and not group.reclaimed:
+                if not group.waiting and not group.reclaimed and not group.kept_until:
                     yield group
 
     def _removed(self, data: InstancesRemoved) -> None:
@@ -173,6 +195,7 @@ class ReclaimLedger:
         if group is None or group.reclaimed:
             return
         group.reclaimed = True
+        self._kept.discard(group.group_id)
         for instance in group.instances:
             refs = self._groups_of_uri.get(instance.uri)
             if refs is not None:

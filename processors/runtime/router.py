@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable, Mapping
 from reactivex import abc
 
 from processors.base import JobProcessor
+from processors.contracts import JobSink
 from processors.exactly_once import CoveredInputs
 from processors.runtime.recent import RecentIds
-from processors.runtime.sink import LedgerSink
 from streams import metrics
 from streams.events import ClockTick, GroupCloseRequested, InstanceReceived
 from streams.kafka import Record
@@ -50,7 +50,7 @@ class InstanceRouter(abc.ObserverBase[Record]):
     def __init__(
         self,
         processors: Mapping[str, JobProcessor],
-        sink: LedgerSink,
+        sink: JobSink,
         *,
         ready: set[int],
         covered: Callable[[], CoveredInputs | None],

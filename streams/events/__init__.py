@@ -11,6 +11,7 @@ from streams.events.keys import RecordKeys, is_hashed_key
 from streams.events.records import (
     EXPORT_STATUSES,
     GROUP_CLOSED,
+    GROUP_UPDATED,
     PRIORITIES,
     Envelope,
     EventData,
@@ -24,6 +25,7 @@ from streams.events.records import (
     ExportStatus,
     GroupClosed,
     GroupInstance,
+    GroupUpdated,
     InputOffset,
     InstanceReceived,
     InstancesRemoved,
@@ -32,6 +34,7 @@ from streams.events.records import (
     JobSpec,
     JobSubmitted,
     Priority,
+    Supersedes,
 )
 from streams.events.serde import (
     EVENT_TYPES,
@@ -48,6 +51,7 @@ __all__ = [
     "EVENT_TYPES",
     "EXPORT_STATUSES",
     "GROUP_CLOSED",
+    "GROUP_UPDATED",
     "PRIORITIES",
     "SCHEMA_VERSION",
     "SOURCE_LOST",
@@ -67,6 +71,7 @@ __all__ = [
     "GroupCloseRequested",
     "GroupClosed",
     "GroupInstance",
+    "GroupUpdated",
     "InputOffset",
     "InstanceReceived",
     "InstancesRemoved",
@@ -77,6 +82,7 @@ __all__ = [
     "Priority",
     "RecordKeys",
     "SourceHeartbeat",
+    "Supersedes",
     "decode",
     "encode",
     "envelope",

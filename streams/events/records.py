@@ -18,6 +18,7 @@ PRIORITIES: tuple[Priority, ...] = ("lower", "normal", "higher", "immediate")
 
 INSTANCE_RECEIVED = "instance.received"
 GROUP_CLOSED = "group.closed"
+GROUP_UPDATED = "group.updated"
 JOB_SUBMITTED = "job.submitted"
 JOB_FAILED = "job.failed"
 INSTANCES_REMOVED = "instances.removed"
@@ -117,6 +118,34 @@ class GroupClosed:
     jobs: tuple[JobSpec, ...]
     patient_id: str = ""
     input_topic: str = ""  # the inputs' topic when not the instances topic (rekeyed)
+    # Epoch ms (bus time) until which a late instance may still amend this group
+    # (lateArrivals: amend): the reclaimer keeps its files until then. 0: no hold.
+    files_kept_until: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Supersedes:
+    """The version a ``group.updated`` replaces: its group id, version and job ids."""
+
+    group_id: str
+    version: int
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpdated(GroupClosed):
+    """Version ``version`` (>= 2) of a closed group amended by late instances (issue 16).
+
+    A ``group.closed`` in every respect (every consumer of the ledger treats it as one:
+    its ``jobs`` are submitted, its files reclaimed) that lists ALL instances of the
+    group, names the ``added`` ones (SOP Instance UIDs) and the version it
+    ``supersedes``; ``inputs`` are only the added instances' positions (what this
+    record consumed).
+    """
+
+    version: int = 2
+    supersedes: Supersedes | None = None
+    added: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from streams.events.records import (
     EXPORT_REQUESTED,
     EXPORT_RETRY_REQUESTED,
     GROUP_CLOSED,
+    GROUP_UPDATED,
     INSTANCE_RECEIVED,
     INSTANCES_REMOVED,
     JOB_FAILED,
@@ -57,6 +58,7 @@ from streams.events.records import (
     ExportRetryRequested,
     GroupClosed,
     GroupInstance,
+    GroupUpdated,
     InputOffset,
     InstanceReceived,
     InstancesRemoved,
@@ -64,6 +66,7 @@ from streams.events.records import (
     JobRetryRequested,
     JobSpec,
     JobSubmitted,
+    Supersedes,
 )
 
 SCHEMA_VERSION = 1
@@ -127,6 +130,20 @@ def _group_closed(d: Mapping[str, Any]) -> GroupClosed:
         ),
         patient_id=d.get("patient_id", ""),
         input_topic=d.get("input_topic", ""),
+        files_kept_until=d.get("files_kept_until", 0),
+    )
+
+
+def _group_updated(d: Mapping[str, Any]) -> GroupUpdated:
+    closed = _group_closed(d)
+    sup = d.get("supersedes")
+    return GroupUpdated(
+        **{f: getattr(closed, f) for f in GroupClosed.__slots__},
+        version=d["version"],
+        supersedes=Supersedes(sup["group_id"], sup["version"], tuple(sup["job_ids"]))
+        if sup
+        else None,
+        added=tuple(d.get("added") or ()),
     )
 
 
@@ -179,6 +196,7 @@ def _instances_removed(d: Mapping[str, Any]) -> InstancesRemoved:
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], EventData]] = {
     INSTANCE_RECEIVED: _instance_received,
     GROUP_CLOSED: _group_closed,
+    GROUP_UPDATED: _group_updated,
     JOB_SUBMITTED: _job_submitted,
     JOB_FAILED: _job_failed,
     INSTANCES_REMOVED: _instances_removed,
@@ -196,6 +214,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], EventData]] = {
 _TYPES: dict[type[Any], str] = {
     InstanceReceived: INSTANCE_RECEIVED,
     GroupClosed: GROUP_CLOSED,
+    GroupUpdated: GROUP_UPDATED,
     JobSubmitted: JOB_SUBMITTED,
     JobFailed: JOB_FAILED,
     InstancesRemoved: INSTANCES_REMOVED,

@@ -24,6 +24,7 @@ TOPICS = {
     "clock.tick": "instances",
     "group.close_requested": "instances",
     "group.closed": "jobs",
+    "group.updated": "jobs",
     "job.submitted": "jobs",
     "job.failed": "jobs",
     "job.retry_requested": "jobs",
