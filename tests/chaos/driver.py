@@ -27,6 +27,7 @@ from streams.events import (
     ClockTick,
     EventData,
     GroupClosed,
+    InstanceReceived,
     InstancesRemoved,
     JobFailed,
     JobSubmitted,
@@ -245,7 +246,7 @@ class ChaosRun:
             for task in tasks:
                 task.cancel()
         events = await self._settle(cluster, roles, prefix)
-        keys = await self._dump(prefix)
+        keys, received = await self._dump(prefix)
         facts = RunFacts(
             outcomes=self.outcomes,
             ledger=events,
@@ -257,6 +258,7 @@ class ChaosRun:
             downtimes=faults.log.downtimes,
             keys=keys,
             phi=PHI,
+            received=received,
         )
         verdict = check(facts)
         verdict.violations.extend(self.conflicts)
@@ -327,14 +329,19 @@ class ChaosRun:
         await poll("the run to settle again", done, self.settings.settle_s)
         return events
 
-    async def _dump(self, prefix: str) -> list[str]:
+    async def _dump(self, prefix: str) -> tuple[list[str], dict[str, float]]:
         """Both topics and the senders' outcomes as JSON lines in the run's folder, for
         whoever reads a failed run; returns the record key of every event about a patient
-        on both topics (clock ticks are keyed ``clock``)."""
+        on both topics (clock ticks are keyed ``clock``) and each stored instance's
+        receipt time at its SCP (seconds)."""
         keys: list[str] = []
+        received: dict[str, float] = {}
         for topic in ("instances", "jobs"):
             records = await read_topic(self.bootstrap, f"{prefix}.{topic}")
             keys += [r.key or "" for r in records if not isinstance(r.envelope.data, ClockTick)]
+            for r in records:
+                if isinstance(r.envelope.data, InstanceReceived):
+                    received[r.envelope.data.sop_instance_uid] = r.envelope.data.received_at / 1000
             with (self.workdir / f"{topic}.jsonl").open("w") as out:
                 for r in records:
                     line = {"partition": r.partition, "offset": r.offset, "id": r.envelope.id}
@@ -344,7 +351,7 @@ class ChaosRun:
         with (self.workdir / "outcomes.jsonl").open("w") as out:
             for o in self.outcomes:
                 out.write(json.dumps(dataclasses.asdict(o)) + "\n")
-        return keys
+        return keys, received
 
     def _check_processes(self, cluster: Cluster, verdict: Verdict) -> None:
         for role in cluster.roles:

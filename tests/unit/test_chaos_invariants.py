@@ -201,8 +201,39 @@ def test_a_key_grouped_twice_is_a_split_unless_sent_the_timeout_apart() -> None:
         ]
 
     verdict = check(_facts(ledger=ledger, created=["j1", "j2"], outcomes=sent(2.0)))
-    assert verdict.violations == ["CHAOS-ST key 1.2.1 split though sent 1.0 s apart (timeout 5 s)"]
+    assert verdict.violations == [
+        "CHAOS-ST key 1.2.1 split though received 1.0 s apart (timeout 5 s)"
+    ]
     assert verdict.figures["split_keys"] == 1
     # A sender that got through late (its SCP was down): apart by more than the timeout.
     verdict = check(_facts(ledger=ledger, created=["j1", "j2"], outcomes=sent(5.5)))
     assert verdict.violations == [] and verdict.figures["split_keys"] == 1
+
+
+def test_receipt_times_at_the_scps_decide_a_split_over_the_senders_spans() -> None:
+    """Chaos seed 2004: a storescu run spans seconds under load, so its span said 3.5 s
+    where the SCPs received the two groups 6.2 s apart -- a legitimate split."""
+    ledger = [
+        _group([A]),
+        _group([B], ("j2",)),
+        _submitted("j1", []),
+        _submitted("j2", []),
+        InstancesRemoved((A.sop, B.sop)),
+    ]
+    outcomes = [
+        Outcome(A, True, True, "Success", "dcmtk", (0.0, 3.4)),
+        Outcome(B, True, True, "Success", "dcmtk", (6.9, 9.5)),
+    ]
+
+    def facts(b_received: float) -> RunFacts:
+        return _facts(
+            ledger=ledger,
+            created=["j1", "j2"],
+            outcomes=outcomes,
+            received={A.sop: 1.0, B.sop: b_received},
+        )
+
+    assert check(facts(7.2)).violations == []
+    assert check(facts(3.0)).violations == [
+        "CHAOS-ST key 1.2.1 split though received 2.0 s apart (timeout 5 s)"
+    ]
