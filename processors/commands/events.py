@@ -23,6 +23,7 @@ from processors.commands.kafka_args import add_kafka_arguments, load_settings, r
 from processors.commands.redact import redact_envelope
 from streams.errors import BrokerError
 from streams.events import (
+    ClockTick,
     Envelope,
     EventDecodeError,
     ExportCompleted,
@@ -68,6 +69,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print each envelope as JSON")
     parser.add_argument(
+        "--ticks",
+        action="store_true",
+        help="also print the clock.tick records of the instances topic (the bus clock)",
+    )
+    parser.add_argument(
         "--show-phi",
         action="store_true",
         help="with --json: show patient identifiers (patient_id, tags, group keys)",
@@ -79,7 +85,8 @@ def run_events(args: argparse.Namespace) -> int:
     """Handler of ``events``; returns the exit code."""
     config = resolve_kafka(args, load_settings(args))
     names = topic_names(config.kafka.topic_prefix)
-    # Heartbeats and ticks only when asked for: they would drown the events.
+    # Heartbeats (--topic sources) and ticks (--ticks) only when asked: they would drown
+    # the events.
     default = [names.instances, names.jobs, names.exports]
     topics = [getattr(names, args.topic)] if args.topic else default
     render = human_line
@@ -96,6 +103,7 @@ def run_events(args: argparse.Namespace) -> int:
                 follow=args.follow,
                 render=render,
                 out=sys.stdout,
+                ticks=args.ticks,
             )
         )
     except BrokenPipeError:
@@ -113,8 +121,10 @@ async def print_events(
     follow: bool,
     render: Callable[[str, int, int, Envelope], str],
     out: TextIO,
+    ticks: bool = False,
 ) -> int:
-    """Print the events of ``topics``; returns the exit code."""
+    """Print the events of ``topics`` (``clock.tick`` records only with ``ticks``);
+    returns the exit code."""
     async with LogReader(kafka, client_id="dicom-adapter-events") as reader:
         starts: dict[TopicPartition, Position] = {}
         missing: list[str] = []
@@ -132,8 +142,13 @@ async def print_events(
         for topic in missing:
             print(f"dicom-adapter: warning: no topic {topic} (yet)", file=sys.stderr)
         async for batch in reader.batches(starts, follow=follow, on_undecodable=_not_an_event):
-            lines = [render(r.topic, r.partition, r.offset, r.envelope) for r in batch]
-            out.write("\n".join(lines) + "\n")
+            lines = [
+                render(r.topic, r.partition, r.offset, r.envelope)
+                for r in batch
+                if ticks or not isinstance(r.envelope.data, ClockTick)
+            ]
+            if lines:
+                out.write("\n".join(lines) + "\n")
             out.flush()
     return 0
 

@@ -21,7 +21,14 @@ import pytest
 from processors.cli import main
 from processors.commands.events import human_line, print_events
 from streams.broker import describe_cluster
-from streams.events import Envelope, InstanceReceived, JobFailed, envelope, to_dict
+from streams.events import (
+    ClockTick,
+    Envelope,
+    InstanceReceived,
+    JobFailed,
+    envelope,
+    to_dict,
+)
 from streams.kafka import EventPublisher, ensure_topics, topic_names
 
 pytestmark = pytest.mark.kafka
@@ -66,6 +73,9 @@ async def seed(bootstrap: str, prefix: str) -> None:
     async with EventPublisher(bootstrap) as publisher:
         key = f"CLARA-CT/{SECRET}"
         await publisher.publish_many(names.instances, [(key, instance(n)) for n in range(2)])
+        # The bus clock shares the instances topic; `events` hides it unless --ticks.
+        tick = envelope(ClockTick(watermark=1), source="test", time_ms=1)
+        await publisher.publish(names.instances, "clock", tick)
         await publisher.publish(names.jobs, key, FAILED)
 
 
@@ -96,6 +106,11 @@ def test_events_prints_each_event_once_and_stops_at_the_end(
     assert sum(" instance.received " in line for line in lines) == 2
     assert any(" job.failed " in line and "job=job-7" in line for line in lines)
     assert SECRET not in "\n".join(lines)
+
+    ticks = ["events", "--config", str(with_address), "--from-beginning", "--ticks"]
+    assert main(ticks) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and sum(" clock.tick " in line for line in lines) == 1
 
     # Without --from-beginning and --follow there is nothing new to print.
     assert main(["events", "--config", str(with_address)]) == 0
