@@ -7,7 +7,8 @@ lettered jobs keep their files for an operator (Clara deleted them after three f
 attempts, reference §2.5; we never do). ``instances.removed`` events close a group, so a
 restart neither deletes twice nor writes the event twice.
 
-Payload folders expire ``retention`` after their job was submitted (0 = kept forever).
+Payload folders expire ``retention`` after their job was submitted (the service removes
+them with the group's files when the retention is 0, and never when it is ``never``).
 """
 
 from __future__ import annotations

@@ -81,6 +81,12 @@ def storage_root(config: AdapterConfig) -> Path:
     return Path(os.path.abspath(config.storage))
 
 
+def payload_retention_s(config: AdapterConfig) -> float | None:
+    """``submitter.payload_retention_hours`` in seconds (``None``: never expire)."""
+    hours = config.submitter.payload_retention_hours
+    return None if hours is None else hours * 3600
+
+
 def retry_policy(config: AdapterConfig) -> RetryPolicy:
     """The retry policy of ``submitter.*``."""
     sub = config.submitter
@@ -143,7 +149,7 @@ async def run_submit_role(
                     publisher=pub,
                     topic=jobs_topic,
                     source=config.adapter_id,
-                    payload_retention_s=config.submitter.payload_retention_hours * 3600,
+                    payload_retention_s=payload_retention_s(config),
                     clock=clock,
                 )
                 parts += [

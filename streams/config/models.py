@@ -18,6 +18,7 @@ from pydantic_core import InitErrorDetails
 from streams.config.base import (
     AeTitle,
     Float,
+    Hours,
     Int,
     NonEmptyStr,
     Port,
@@ -208,7 +209,9 @@ class SubmitterConfig(StrictModel):
     backoff_initial_s: Float = Field(default=1.0, gt=0)
     backoff_max_s: Float = Field(default=60.0, gt=0)
     timeout_s: Float = Field(default=30.0, gt=0)
-    payload_retention_hours: Float = Field(default=0.0, ge=0)
+    #: Hours a submitted job's payload is kept; 0 removes it once the group's jobs are
+    #: all submitted, ``None`` (``never``) keeps it until an operator deletes it.
+    payload_retention_hours: Hours = 24.0
 
     @model_validator(mode="wrap")
     @classmethod

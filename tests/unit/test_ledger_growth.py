@@ -5,7 +5,7 @@ data of jobs that were finished with:
 * the submitter's ``JobLedger`` kept every submitted job's instances (a
   ``GroupInstance`` with four strings each, ~0.8 KB per instance);
 * the reclaimer's ``ReclaimLedger`` kept every submitted job's SOP Instance UIDs for a
-  payload expiry that, with ``payload_retention_hours: 0`` (the default), never comes,
+  payload expiry that, with ``payload_retention_hours: never``, never comes,
   and kept them after the payload had expired too.
 
 The auditor's fold (``dicom-adapter jobs``) still shows everything.
