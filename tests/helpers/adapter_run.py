@@ -45,8 +45,10 @@ class RunningAdapter:
         return files
 
 
-def adapter_yaml(storage: Path, prefix: str, port: int, ae_title: str, extra: str) -> str:
-    """A config for one AE title with a 5 s window; ``extra`` is appended as is."""
+def adapter_yaml(
+    storage: Path, prefix: str, port: int, ae_title: str, extra: str, *, timeout_s: int = 5
+) -> str:
+    """A config for one AE title with a ``timeout_s`` window; ``extra`` is appended as is."""
     return (
         "adapter_id: retention-test\n"
         f"storage: {storage}\n"
@@ -55,19 +57,26 @@ def adapter_yaml(storage: Path, prefix: str, port: int, ae_title: str, extra: st
         f"scp:\n  host: 127.0.0.1\n  port: {port}\n  watermark_percent: 100\n"
         "  reserve_space_gb: 0\n"
         f"  ae_titles:\n    - ae_title: {ae_title}\n      processorSettings:\n"
-        "        timeout: 5\n        pipeline-lung: 8abf244aff7647989d4f6b3987a85759\n" + extra
+        f"        timeout: {timeout_s}\n"
+        "        pipeline-lung: 8abf244aff7647989d4f6b3987a85759\n" + extra
     )
 
 
 @contextmanager
 def running_adapter(
-    tmp_path: Path, bootstrap: str, prefix: str, extra: str = "", *, ae_title: str = "RETAIN"
+    tmp_path: Path,
+    bootstrap: str,
+    prefix: str,
+    extra: str = "",
+    *,
+    ae_title: str = "RETAIN",
+    timeout_s: int = 5,
 ) -> Iterator[RunningAdapter]:
     """Start ``dicom-adapter run`` with :func:`adapter_yaml`; stop it cleanly at the end."""
     port = free_port()
     storage = tmp_path / "storage"
     config = tmp_path / "adapter.yaml"
-    config.write_text(adapter_yaml(storage, prefix, port, ae_title, extra))
+    config.write_text(adapter_yaml(storage, prefix, port, ae_title, extra, timeout_s=timeout_s))
     log = tmp_path / "run.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_ADAPTER")}
     with log.open("w") as out:
