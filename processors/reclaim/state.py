@@ -108,6 +108,10 @@ class ReclaimLedger:
                 delete.append(instance)
         return ReclaimPlan(group, tuple(delete), tuple(held))
 
+    def holds(self, uri: str) -> bool:
+        """Whether a group not yet reclaimed lists this file."""
+        return uri in self._groups_of_uri
+
     @property
     def payload_uids_kept(self) -> int:
         """SOP Instance UIDs kept for payload expiry events (diagnostics)."""

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from processors.http.readiness import ReadyFlag
-from processors.reclaim import ReclaimService
+from processors.reclaim import OrphanSweeper, ReclaimService
 from processors.roles.shell import Role, RoleContext
 from processors.submit import RetryPolicy, SubmitService, make_platform
 from streams.config import AdapterConfig
 from streams.errors import AdapterError
-from streams.events import Envelope
+from streams.events import Envelope, RecordKeys
 from streams.kafka import EventPublisher, KafkaConnection, LogFollower, LogHandler, topic_names
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ async def run_submit_role(
                     payload_retention_s=payload_retention_s(config),
                     clock=clock,
                 )
+                parts += orphan_sweeper(config, kafka, pub, reclaimer, clock)
                 parts += [
                     ("reclaimer", reclaimer.run),
                     (
@@ -172,6 +173,33 @@ async def run_submit_role(
             await run_parts(parts, stop)
     finally:
         await platform.aclose()
+
+
+def orphan_sweeper(
+    config: AdapterConfig,
+    kafka: KafkaConnection,
+    publisher: EventPublisher,
+    reclaimer: ReclaimService,
+    clock: Callable[[], float],
+) -> list[tuple[str, _Part]]:
+    """The orphan sweeper as a part (none when ``submitter.orphan_grace_hours`` is never)."""
+    grace_h = config.submitter.orphan_grace_hours
+    if grace_h is None:
+        return []
+    names = topic_names(config.kafka.topic_prefix)
+    sweeper = OrphanSweeper(
+        storage=storage_root(config),
+        kafka=kafka,
+        instances_topic=names.instances,
+        publisher=publisher,
+        jobs_topic=names.jobs,
+        source=config.adapter_id,
+        keys=RecordKeys.of(config.kafka.record_key_secret()),
+        grace_s=grace_h * 3600,
+        known=reclaimer.ledger.holds,
+        clock=clock,
+    )
+    return [("orphan sweeper", sweeper.run)]
 
 
 def submit_role(*, reclaim: bool = True) -> Role:

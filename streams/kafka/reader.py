@@ -101,6 +101,24 @@ class LogReader(Service):
                 return sorted(int(p["partition"]) for p in entry.get("partitions") or ())
         return []
 
+    async def offsets_at(
+        self, topic: str, partitions: Iterable[int], time_ms: int
+    ) -> dict[TopicPartition, Position]:
+        """Per partition of ``topic``, the first offset whose record time is ``time_ms`` or
+        later (:data:`END` when there is none): where to read from to see everything
+        written since then."""
+        consumer = self._require()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        try:
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, time_ms)))
+        except KafkaError as exc:
+            raise BrokerError(f"cannot look up offsets of {topic} by time: {exc}") from exc
+        out: dict[TopicPartition, Position] = {}
+        for tp in tps:
+            hit = found.get(tp)
+            out[tp] = END if hit is None else int(hit.offset)
+        return out
+
     def _require(self) -> Any:
         if self._consumer is None:
             raise BrokerError("LogReader is not started; use 'async with LogReader(...)'")
