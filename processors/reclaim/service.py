@@ -36,7 +36,7 @@ from processors.reclaim.state import (
 from streams import metrics
 from streams.errors import BrokerError
 from streams.events import Envelope, GroupClosed, InstancesRemoved, JobSubmitted, envelope
-from streams.kafka import Publisher
+from streams.kafka import Publisher, committable_offset
 from streams.storage import remove_payload
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,11 @@ class ReclaimService:
         self.ledger = ReclaimLedger(track_payloads=self._expiring)
         self._owned: set[int] = set()
         self._live: set[int] = set()
-        self._partition_of_group: dict[str, int] = {}
-        self._partition_of_job: dict[str, int] = {}
+        self._partition_of_group: dict[str, int] = {}  # unreclaimed groups
+        self._partition_of_job: dict[str, int] = {}  # jobs whose payload is to expire
+        # (partition, offset) of each record that opened work still to do: the commit
+        # bound, so a new owner resumes from the oldest of them (docs/operations.md)
+        self._opened: dict[str, tuple[int, int]] = {}
         self._queue: asyncio.Queue[GroupFiles] = asyncio.Queue()
         self._queued: set[str] = set()
         self._position: dict[int, int] = {}
@@ -99,7 +102,7 @@ class ReclaimService:
     # -- LedgerHandler -------------------------------------------------------------------
 
     def assigned(self, partitions: frozenset[int]) -> None:
-        """Start folding these partitions from their beginning."""
+        """Start folding these partitions from their committed offset."""
         self._owned |= partitions
         self._live -= partitions
 
@@ -118,10 +121,15 @@ class ReclaimService:
             self._partition_of_group[group.group_id] = partition
             if partition in self._live:
                 self._enqueue(group)
-        if isinstance(env.data, GroupClosed):
+        data = env.data
+        if isinstance(data, GroupClosed) and env.id in self.ledger.groups:
             self._partition_of_group.setdefault(env.id, partition)
-        elif isinstance(env.data, JobSubmitted):
-            self._partition_of_job.setdefault(env.data.job_id, partition)
+            self._opened.setdefault(env.id, (partition, offset))
+        elif isinstance(data, JobSubmitted) and self.ledger.payload_pending(data.job_id):
+            self._partition_of_job.setdefault(data.job_id, partition)
+            self._opened.setdefault(f"payload:{data.job_id}", (partition, offset))
+        elif isinstance(data, InstancesRemoved):
+            self._done(data)
 
     def caught_up(self, partition: int) -> None:
         """History read: queue every ready group of the partition."""
@@ -131,10 +139,21 @@ class ReclaimService:
                 self._enqueue(group)
 
     def committable(self, partition: int) -> int | None:
-        """Everything folded: the reclaimer rebuilds from the ledger, commits are for lag."""
+        """The oldest record that opened work still to do (a group not reclaimed, a
+        payload not expired), else everything folded."""
         if self._queued:
             return None
-        return self._position.get(partition)
+        return committable_offset(self._opened.values(), self._position.get(partition), partition)
+
+    def _done(self, removed: InstancesRemoved) -> None:
+        """Forget the bookkeeping of work an ``instances.removed`` finished."""
+        if removed.group_event_id and removed.group_event_id not in self.ledger.groups:
+            self._opened.pop(removed.group_event_id, None)
+            self._partition_of_group.pop(removed.group_event_id, None)
+        for job_id in removed.job_ids:
+            if not self.ledger.payload_pending(job_id):
+                self._opened.pop(f"payload:{job_id}", None)
+                self._partition_of_job.pop(job_id, None)
 
     # -- work ----------------------------------------------------------------------------
 
@@ -188,6 +207,7 @@ class ReclaimService:
         if not await self._publish(group.key, env, stop):
             return None
         self.ledger.apply(group.key, env)
+        self._done(event)
         log.info(
             "reclaimed %d file(s) and %d payload(s), %d bytes, of a group of %s (%d held "
             "for other groups, %d rewritten since, %d refused)",
@@ -240,6 +260,7 @@ class ReclaimService:
         if not await self._publish(expired.key, env, stop):
             return False
         self.ledger.apply(expired.key, env)
+        self._done(event)
         log.info("payload of job %s expired: %d file(s), %d bytes", expired.job_id, files, freed)
         return True
 

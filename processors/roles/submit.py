@@ -2,7 +2,9 @@
 
 Both follow ``<prefix>.jobs`` in their own consumer groups — ``<prefix>.submitter`` and
 ``<prefix>.reclaimer``, shared by every adapter on the bus so that each job has exactly
-one owner — and write with one acks=all publisher.
+one owner — and write with one acks=all publisher. Each resumes an assigned partition
+from its group's committed offset, which never passes the oldest record of work still to
+do, so start-up reads the open work, not the history (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ async def run_submit_role(
                         group_id=submitter_group(prefix),
                         handler=handler,
                         client_id=f"{config.adapter_id}-submit",
+                        start="committed",
                     ).run,
                 ),
             ]
@@ -163,6 +166,7 @@ async def run_submit_role(
                             group_id=reclaimer_group(prefix),
                             handler=reclaimer,
                             client_id=f"{config.adapter_id}-reclaim",
+                            start="committed",
                         ).run,
                     ),
                 ]

@@ -6,8 +6,9 @@ is read, every open job of that partition (pending, or failed and due for a retr
 into the :class:`~processors.submit.queue.JobQueue`, and so does each new one. Workers take
 jobs by priority, stage the payload, call the platform and write the outcome event with
 ``acks=all``; the event is folded at once, so a job is never tried twice for one outcome.
-An offset is committable only when every job its record opened has a final outcome
-(submitted or dead-lettered).
+An offset is committable only when every job its record opened is submitted (a
+dead-lettered job waits for ``jobs retry``), so a new owner resumes from the committed
+offset: start-up reads the open work, not the whole history (docs/operations.md).
 
 Never submitted twice: the ledger is rebuilt before acting, the job id is the idempotency
 key (a crash between the platform's answer and the event re-sends the same key), and a
@@ -83,7 +84,7 @@ class SubmitService:
     # -- LedgerHandler -------------------------------------------------------------------
 
     def assigned(self, partitions: frozenset[int]) -> None:
-        """Start folding these partitions from their beginning."""
+        """Start folding these partitions from their committed offset."""
         self._owned |= partitions
         self._live -= partitions
         for p in partitions:
@@ -108,8 +109,8 @@ class SubmitService:
         changed = self.ledger.apply(key, env)
         if isinstance(env.data, GroupClosed | JobRetryRequested):
             for state in changed:
-                if state.is_open:
-                    self._opened_by[state.job_id] = (partition, offset)
+                if state.is_open:  # the group.closed that defines it, if still held
+                    self._opened_by.setdefault(state.job_id, (partition, offset))
         self._after_change(partition, changed)
 
     def caught_up(self, partition: int) -> None:
@@ -123,7 +124,7 @@ class SubmitService:
         log.info("submitter: partition %d ready, %d open job(s) queued", partition, opened)
 
     def committable(self, partition: int) -> int | None:
-        """The oldest record with an unfinished job, else everything folded so far."""
+        """The oldest record defining a job not yet submitted, else everything folded."""
         return committable_offset(
             self._opened_by.values(), self._position.get(partition), partition
         )
@@ -244,13 +245,17 @@ class SubmitService:
             if partition is not None:
                 self._partition_of.setdefault(state.job_id, partition)
             if not state.is_open:
-                self._settle(state.job_id)
+                self._settle(state)
             elif self._partition_of.get(state.job_id) in self._live:
                 self._schedule(state)
 
-    def _settle(self, job_id: str) -> None:
-        self.queue.remove(job_id)
-        self._opened_by.pop(job_id, None)
+    def _settle(self, state: JobState) -> None:
+        self.queue.remove(state.job_id)
+        if state.status == "submitted":
+            # final: nothing to re-read for it (a dead-lettered job keeps the record that
+            # defines it in the commit bound, for `jobs retry` after a restart)
+            self._opened_by.pop(state.job_id, None)
+            self._partition_of.pop(state.job_id, None)
 
     def _schedule(self, state: JobState) -> int:
         if state.job_id in self._inflight or state.job_id in self.queue:

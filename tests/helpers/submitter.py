@@ -59,6 +59,7 @@ async def running_submitter(
                     topic=topic,
                     group_id=f"{group}.submit",
                     handler=submitter,
+                    start="committed",
                 ).run(stop)
             ),
         ]
@@ -80,6 +81,7 @@ async def running_submitter(
                         topic=topic,
                         group_id=f"{group}.reclaim",
                         handler=reclaimer,
+                        start="committed",
                     ).run(stop)
                 )
             )
