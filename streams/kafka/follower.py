@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Literal, Protocol
 
@@ -95,6 +96,7 @@ class LogFollower:
             on_revoked=self._on_revoked,
         )
         self._catching_up: dict[int, int] = {}  # partition -> end offset at assignment
+        self._history: dict[int, tuple[float, int]] = {}  # partition -> (since, records)
         self._live: set[int] = set()
         self.source.records.subscribe(self._record, lambda _exc: None)
         self.source.batches.subscribe(self._batch, lambda _exc: None)
@@ -138,6 +140,7 @@ class LogFollower:
                 start = max(start, min(committed.offset, ends[tp]))
             self.source.seek(tp, start)
             self._live.discard(tp.partition)
+            self._history[tp.partition] = (time.monotonic(), 0)
             if ends[tp] > start:
                 self._catching_up[tp.partition] = ends[tp]
             else:
@@ -160,6 +163,9 @@ class LogFollower:
     # -- records ---------------------------------------------------------------------
 
     def _record(self, record: Record) -> None:
+        history = self._history.get(record.partition)
+        if history is not None:
+            self._history[record.partition] = (history[0], history[1] + 1)
         self.handler.record(record.partition, record.offset, record.key or "", record.envelope)
 
     def _batch(self, batch: BatchEnd) -> None:
@@ -171,7 +177,12 @@ class LogFollower:
 
     def _caught_up(self, partition: int) -> None:
         self._live.add(partition)
-        log.debug("%s: partition %d caught up", self.topic, partition)
+        since, records = self._history.pop(partition, (time.monotonic(), 0))
+        # What start-up costs: the history a new owner reads before it acts.
+        log.info(
+            "%s: partition %d caught up, %d record(s) of history read in %.2f s",
+            self.topic, partition, records, time.monotonic() - since,
+        )  # fmt: skip
         self.handler.caught_up(partition)
 
     def _bound(self, tp: TopicPartition) -> int | None:

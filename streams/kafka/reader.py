@@ -119,6 +119,18 @@ class LogReader(Service):
             out[tp] = END if hit is None else int(hit.offset)
         return out
 
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """``{partition: end offset}`` of ``topic`` now (``{}`` when it does not exist)."""
+        consumer = self._require()
+        tps = [TopicPartition(topic, p) for p in await self.partitions(topic)]
+        if not tps:
+            return {}
+        try:
+            ends = await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise BrokerError(f"cannot read the end offsets of {topic}: {exc}") from exc
+        return {tp.partition: int(end) for tp, end in ends.items()}
+
     def _require(self) -> Any:
         if self._consumer is None:
             raise BrokerError("LogReader is not started; use 'async with LogReader(...)'")
