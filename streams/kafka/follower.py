@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 Start = Literal["beginning", "committed"]
 
+#: Stored with every commit of a follower that resumes from its commits. A commit without
+#: it -- written by an older version, whose commits did not promise that everything
+#: before them is done -- is not resumed from: the partition is read from its beginning
+#: once, and the next commit carries the mark (docs/operations.md, "Upgrading").
+RESUMABLE = '{"v":1,"resume":"open-work"}'
+
 
 class LogHandler(Protocol):
     """What a follower drives; all methods are called from the event loop, in order."""
@@ -64,8 +70,9 @@ class LogFollower:
     """Consume ``topic`` in ``group_id`` and feed ``handler``; see the module docstring.
 
     ``start`` is where an assigned partition is read from: ``"beginning"``, or
-    ``"committed"`` (the group's committed offset, the beginning without one) for a
-    handler that keeps no state older than its commits.
+    ``"committed"`` (the group's committed offset if it carries :data:`RESUMABLE`, the
+    beginning otherwise) for a handler whose ``committable`` never passes a record it
+    still needs.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class LogFollower:
             max_records=1000,
             commit_interval_s=commit_interval_s,
             commit_bound=self._bound,
+            commit_metadata=(lambda _tp, _offset: RESUMABLE) if start == "committed" else None,
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
         )
@@ -137,7 +145,14 @@ class LogFollower:
             start = begins[tp]
             committed = self.source.committed_at(tp)
             if self.start == "committed" and committed is not None:
-                start = max(start, min(committed.offset, ends[tp]))
+                if committed.metadata == RESUMABLE:
+                    start = max(start, min(committed.offset, ends[tp]))
+                else:
+                    log.info(
+                        "%s[%d]: the committed offset %d is not a resume point (an older "
+                        "version's); reading the history from the beginning once",
+                        self.topic, tp.partition, committed.offset,
+                    )  # fmt: skip
             self.source.seek(tp, start)
             self._live.discard(tp.partition)
             self._history[tp.partition] = (time.monotonic(), 0)

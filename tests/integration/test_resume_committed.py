@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from processors.submit import KafkaPlatform
 from streams.events import InstancesRemoved, JobFailed, JobRetryRequested, JobSubmitted
+from streams.kafka import ensure_topics
 from tests.helpers.jobs import group_closed, write_instances
 from tests.helpers.submitter import of_type, publish, running_submitter
 from tests.helpers.waiting import committed_offsets, wait_for_ledger, wait_until
@@ -89,4 +91,50 @@ async def test_a_restart_reads_from_the_oldest_open_work_and_finishes_it(
     assert left == []
     end = max(r.offset for r in records if r.partition == partition) + 1
     for role in ("submit", "reclaim"):  # nothing open any more: both committed to the end
+        assert (await committed_offsets(kafka_bootstrap, f"{prefix}.{role}"))[tp] == end
+
+
+async def test_a_commit_of_an_older_version_is_not_resumed_from(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Upgrading with data in place: an older version committed past dead letters; the
+    new followers read such a partition from its beginning once, so `jobs retry` of a
+    job dead-lettered before the upgrade still works."""
+    prefix = unique_name("upgrade")
+    topic = f"{prefix}.jobs"
+    storage = tmp_path / "storage"
+    files = write_instances(storage, study="1.2.840.30", per_series=2)
+    await ensure_topics(kafka_bootstrap, {topic: 1})
+    await publish(
+        kafka_bootstrap,
+        topic,
+        [
+            (KEY, group_closed(files, jobs=[("dead-before", "normal")])),
+            (KEY, JobFailed("dead-before", 1, "platform refused", False)),
+        ],
+    )
+    tp = TopicPartition(topic, 0)
+    for role in ("submit", "reclaim"):  # what the older version committed: the end, plainly
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka_bootstrap, group_id=f"{prefix}.{role}", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.commit({tp: 2})
+        finally:
+            await consumer.stop()
+    await publish(kafka_bootstrap, topic, [(KEY, JobRetryRequested("dead-before", "test"))])
+    async with running_submitter(kafka_bootstrap, topic, storage, KafkaPlatform(), group=prefix):
+        records = await wait_for_ledger(
+            kafka_bootstrap,
+            topic,
+            lambda rs: (
+                bool(of_type(rs, "job.submitted")) and bool(of_type(rs, "instances.removed"))
+            ),
+        )
+    (submitted,) = [e.data for e in of_type(records, "job.submitted")]
+    assert isinstance(submitted, JobSubmitted) and submitted.job_id == "dead-before"
+    end = max(r.offset for r in records) + 1
+    for role in ("submit", "reclaim"):  # and now resumable commits
         assert (await committed_offsets(kafka_bootstrap, f"{prefix}.{role}"))[tp] == end
