@@ -102,7 +102,9 @@ class ReclaimService:
     # -- LedgerHandler -------------------------------------------------------------------
 
     def assigned(self, partitions: frozenset[int]) -> None:
-        """Start folding these partitions from their committed offset."""
+        """Start folding these partitions from their committed offset, from a clean slate:
+        what this process knew of them may be stale (another owner acted meanwhile)."""
+        self._forget(partitions)
         self._owned |= partitions
         self._live -= partitions
 
@@ -113,6 +115,19 @@ class ReclaimService:
         await self._idle.wait()
         for p in partitions:
             self._position.pop(p, None)
+        if not partitions & self._owned:  # not assigned back meanwhile
+            self._forget(partitions)
+
+    def _forget(self, partitions: frozenset[int]) -> None:
+        """Drop the groups and payloads of ``partitions`` (the next owner reads them)."""
+        for group_id in [g for g, p in self._partition_of_group.items() if p in partitions]:
+            self.ledger.drop_group(group_id)
+            del self._partition_of_group[group_id]
+        for job_id in [j for j, p in self._partition_of_job.items() if p in partitions]:
+            self.ledger.drop_job(job_id)
+            del self._partition_of_job[job_id]
+        for key in [k for k, (p, _) in self._opened.items() if p in partitions]:
+            del self._opened[key]
 
     def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
         """Fold one event; queue groups that became ready on a live partition."""

@@ -116,6 +116,30 @@ class ReclaimLedger:
                 delete.append(instance)
         return ReclaimPlan(group, tuple(delete), tuple(held))
 
+    def drop_group(self, group_id: str) -> None:
+        """Forget a group not yet reclaimed (its partition went to another owner), and
+        the jobs only it waited for."""
+        group = self.groups.pop(group_id, None)
+        if group is None:
+            return
+        for instance in group.instances:
+            refs = self._groups_of_uri.get(instance.uri)
+            if refs is not None:
+                refs.discard(group_id)
+                if not refs:
+                    del self._groups_of_uri[instance.uri]
+        for job_id in group.job_ids:
+            groups = self._groups_of_job.get(job_id)
+            if groups is not None:
+                groups.discard(group_id)
+                if not groups:
+                    del self._groups_of_job[job_id]
+                    self.drop_job(job_id)
+
+    def drop_job(self, job_id: str) -> None:
+        """Forget a submitted job's payload bookkeeping (another owner expires it)."""
+        self._submitted.pop(job_id, None)
+
     @property
     def recently_reclaimed(self) -> tuple[str, ...]:
         """Ids of the last reclaimed groups (forgotten but for this), oldest first."""

@@ -84,7 +84,9 @@ class SubmitService:
     # -- LedgerHandler -------------------------------------------------------------------
 
     def assigned(self, partitions: frozenset[int]) -> None:
-        """Start folding these partitions from their committed offset."""
+        """Start folding these partitions from their committed offset, from a clean slate:
+        what this process knew of them may be stale (another owner acted meanwhile)."""
+        self._forget(partitions)
         self._owned |= partitions
         self._live -= partitions
         for p in partitions:
@@ -102,6 +104,20 @@ class SubmitService:
             await done.wait()
         for p in partitions:
             self._position.pop(p, None)
+        if not partitions & self._owned:  # not assigned back meanwhile
+            self._forget(partitions)
+
+    def _forget(self, partitions: frozenset[int]) -> None:
+        """Drop every job of ``partitions`` (the next owner reads them from the ledger)."""
+        gone = {j for j, p in self._partition_of.items() if p in partitions}
+        gone |= {j for j, (p, _) in self._opened_by.items() if p in partitions}
+        for job_id in gone:
+            if job_id in self._inflight:
+                continue  # its attempt is writing its event; settled when it is folded
+            self.ledger.drop(job_id)
+            self.queue.remove(job_id)
+            self._partition_of.pop(job_id, None)
+            self._opened_by.pop(job_id, None)
 
     def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
         """Fold one event; schedule the jobs it opened once the partition is live."""

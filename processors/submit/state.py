@@ -126,6 +126,11 @@ class JobLedger:
     def __iter__(self) -> Iterator[JobState]:
         return iter(self._jobs.values())
 
+    def drop(self, job_id: str) -> None:
+        """Forget a job entirely (its partition went to another owner; a new owner
+        rebuilds it from the ledger)."""
+        self._jobs.pop(job_id, None)
+
     @property
     def recently_finished(self) -> tuple[str, ...]:
         """Ids of the last submitted jobs a compact ledger forgot, oldest first."""
