@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
+from aiokafka.errors import KafkaError
 
 from processors.reclaim.files import delete_instances
 from processors.reclaim.orphans import (
@@ -26,6 +27,7 @@ from processors.reclaim.orphans import (
     scan_instance_files,
 )
 from streams import metrics
+from streams.errors import BrokerError
 from streams.events import GroupInstance, InstanceReceived, InstancesRemoved, RecordKeys, envelope
 from streams.kafka import Connection, LogReader, Publisher, publish_until_acked
 from streams.lifecycle import first_of
@@ -94,7 +96,11 @@ class OrphanSweeper:
         )
         if not found:
             return []
-        self._announced |= await self._in_topic(found)
+        try:
+            self._announced |= await self._in_topic(found)
+        except (BrokerError, KafkaError) as exc:  # an outage: the next sweep tries again
+            log.warning("orphan sweep skipped: cannot read %s: %s", self.instances_topic, exc)
+            return []
         out: list[InstancesRemoved] = []
         for orphan in found:
             if stop.is_set():

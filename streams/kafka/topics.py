@@ -138,6 +138,12 @@ async def ensure_adapter_topics(
     )
     wanted = adapter_topic_configs(config)
     actual = await describe_topic_configs(kafka, list(wanted), timeout_s=timeout_s)
+    for name in wanted.keys() - actual.keys():
+        log.warning(
+            "cannot read the settings of topic %s (grant DescribeConfigs on it); they are "
+            "not checked",
+            name,
+        )
     findings = check_topic_configs(actual, wanted, needs_ms or {}, retention_settings(config))
     for finding in findings:
         if not finding.fatal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from processors.reclaim.orphans import (
     read_from_ms,
     scan_instance_files,
 )
-from processors.reclaim.sweeper import sweep_interval_s
-from streams.events import InstanceReceived, envelope
+from processors.reclaim.sweeper import OrphanSweeper, sweep_interval_s
+from streams.events import InstanceReceived, RecordKeys, envelope
 from streams.scp.outbox import OutboxEntry, encode_entry
 
 
@@ -89,3 +90,22 @@ def test_the_sweep_interval_follows_the_grace() -> None:
     assert sweep_interval_s(3600) == 900
     assert sweep_interval_s(2.0) == 0.5
     assert sweep_interval_s(0.0) == 0.1
+
+
+async def test_a_sweep_that_cannot_read_the_topic_removes_nothing(tmp_path: Path) -> None:
+    old = _touch(tmp_path / "AE" / "st" / "se" / "sop.dcm")
+    os.utime(old, (1.0, 1.0))
+    published: list[object] = []
+
+    class Publisher:
+        async def publish(self, *args: object, **kwargs: object) -> tuple[int, int]:
+            published.append(args)
+            return 0, 0
+
+    sweeper = OrphanSweeper(
+        storage=tmp_path, kafka="127.0.0.1:1", instances_topic="p.instances",
+        publisher=Publisher(), jobs_topic="p.jobs", source="t", keys=RecordKeys(),
+        grace_s=1.0,
+    )  # type: ignore[arg-type]  # fmt: skip
+    assert await sweeper.sweep(asyncio.Event()) == []  # no broker: skipped, not a crash
+    assert os.path.exists(old) and published == []  # noqa: ASYNC240
