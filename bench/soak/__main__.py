@@ -17,7 +17,6 @@ from pathlib import Path
 from bench.soak.history import AE, PER_GROUP, disk_used, write_history
 from bench.soak.roles import SoakRoles, Startup, write_config
 from streams.broker import KafkaBroker
-from streams.kafka import ensure_topics
 
 CHECKPOINTS = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000}
 MIB = 2**20
@@ -50,8 +49,6 @@ async def soak(args: argparse.Namespace, bootstrap: str, work: Path) -> list[dic
     config = write_config(
         work / "soak.yaml", prefix=prefix, storage=storage, partitions=args.partitions, ae=AE
     )
-    names = {f"{prefix}.{t}": args.partitions for t in ("instances", "jobs")}
-    await ensure_topics(bootstrap, names)
     baseline = disk_used(storage)
     roles = SoakRoles(bootstrap, config, work, prefix, AE)
     results: list[dict[str, object]] = []
@@ -65,10 +62,10 @@ async def soak(args: argparse.Namespace, bootstrap: str, work: Path) -> list[dic
     for label, events in CHECKPOINTS.items():
         groups = events // PER_GROUP - groups_done
         started = time.monotonic()
-        await roles.start()
+        await roles.start()  # they create the topics, as in production
         await write_history(bootstrap, f"{prefix}.instances", storage, groups_done, groups)
         groups_done += groups
-        await roles.drain(deadline_s=max(600.0, groups * 0.05))
+        await roles.drain(deadline_s=max(600.0, groups * 0.2))  # jobs go one at a time
         await roles.stop()
         drained_s = time.monotonic() - started
         startup = await roles.cold_start(args.partitions)

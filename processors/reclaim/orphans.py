@@ -8,7 +8,8 @@ orphan when, ``grace`` after it was last written, none of these knows it:
 * the reclaimer's ledger (a group not yet reclaimed lists it);
 * an SCP outbox under ``<storage>/.outbox/`` (its event waits for Kafka there);
 * the instances topic from the file's write time on (the event's log time is later
-  than the write; a little slack covers clocks).
+  than the write; a little slack covers clocks) -- and a file older than what
+  retention kept of that topic is given the benefit of the doubt.
 
 The grace only covers the instant between the rename and the publish, and a clock
 step; the checks do the rest, so a file of a group that stays open for days is safe.

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from processors.reclaim.files import delete_instances
 from processors.reclaim.orphans import (
+    CLOCK_SLACK_MS,
     StoredFile,
     candidates,
     outbox_uris,
@@ -113,11 +114,17 @@ class OrphanSweeper:
         return out
 
     async def _in_topic(self, found: list[StoredFile]) -> set[str]:
+        """The files of ``found`` whose event the topic has -- or may have had: a file
+        older than the oldest record of a partition that retention has cut cannot be
+        proven an orphan (its event may have gone), so it counts as announced."""
         wanted = {f.uri for f in found}
         start_ms = read_from_ms(found) or 0
         hits: set[str] = set()
         async with LogReader(self.kafka, client_id=f"{self.source}-orphans") as reader:
             partitions = await reader.partitions(self.instances_topic)
+            cut = await reader.truncated_at(self.instances_topic, partitions)
+            horizon = max(cut.values(), default=0)
+            hits |= {f.uri for f in found if f.mtime_ms - CLOCK_SLACK_MS < horizon}
             starts = await reader.offsets_at(self.instances_topic, partitions, start_ms)
             async for batch in reader.batches(starts):
                 for record in batch:

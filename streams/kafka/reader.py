@@ -119,6 +119,19 @@ class LogReader(Service):
             out[tp] = END if hit is None else int(hit.offset)
         return out
 
+    async def truncated_at(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """``{partition: time of its oldest record}`` for the partitions whose log no
+        longer starts at offset 0 (retention deleted records older than that time)."""
+        consumer = self._require()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        try:
+            begins = await consumer.beginning_offsets(tps)
+            cut = [tp for tp in tps if int(begins[tp]) > 0]
+            found = await consumer.offsets_for_times(dict.fromkeys(cut, 0)) if cut else {}
+        except KafkaError as exc:
+            raise BrokerError(f"cannot read the log start of {topic}: {exc}") from exc
+        return {tp.partition: int(hit.timestamp) for tp, hit in found.items() if hit is not None}
+
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """``{partition: end offset}`` of ``topic`` now (``{}`` when it does not exist)."""
         consumer = self._require()

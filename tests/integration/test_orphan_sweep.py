@@ -15,13 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.structs import TopicPartition
 from helpers.adapter_run import running_adapter
 from helpers.dicom import make_ct
 from helpers.waiting import wait_for
 
-from streams.events import InstancesRemoved, RecordKeys
-from streams.kafka import Record, read_topic
+from processors.reclaim import OrphanSweeper
+from streams.events import InstancesRemoved, JobRetryRequested, RecordKeys, envelope
+from streams.kafka import EventPublisher, Record, ensure_topics, read_topic
 from streams.storage import sanitize_component
+from tests.helpers.jobs import write_instances
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom, pytest.mark.slow]
 
@@ -92,3 +96,41 @@ def test_a_planted_orphan_is_removed_after_the_grace_and_an_announced_file_stays
     assert [r.envelope.data.uris for r in _orphan_events(kafka_bootstrap, f"{prefix}.jobs")] == [
         (str(orphan_file),)
     ]
+
+
+async def test_a_file_older_than_what_retention_kept_is_not_taken_for_an_orphan(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The sweeper cannot prove an orphan whose event retention may have deleted: with
+    the log cut (as retention cuts it), an old unannounced file stays; on an uncut log
+    the same file goes."""
+    prefix = unique_name("cut")
+    instances, jobs = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(kafka_bootstrap, {instances: 1, jobs: 1})
+    storage = tmp_path / "storage"
+    (old,) = write_instances(storage, ae="CT", per_series=1)
+    then = time.time() - 3600
+    os.utime(old.uri, (then, then))
+    filler = envelope(JobRetryRequested("x"), source="t", time_ms=int(time.time() * 1000))
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        for _ in range(3):
+            await publisher.publish(instances, "CT/x", filler)  # something retention can cut
+        sweeper = OrphanSweeper(
+            storage=storage, kafka=kafka_bootstrap, instances_topic=instances,
+            publisher=publisher, jobs_topic=jobs, source="t", keys=RecordKeys(), grace_s=60,
+        )  # fmt: skip
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_records({TopicPartition(instances, 0): RecordsToDelete(2)})
+        finally:
+            await admin.close()
+        assert await sweeper.sweep(asyncio.Event()) == []
+        assert os.path.exists(old.uri)  # noqa: ASYNC240
+        uncut = OrphanSweeper(
+            storage=storage, kafka=kafka_bootstrap, instances_topic=jobs,
+            publisher=publisher, jobs_topic=jobs, source="t", keys=RecordKeys(), grace_s=60,
+        )  # fmt: skip  # an empty, uncut topic: nothing announces the file
+        (removed,) = await uncut.sweep(asyncio.Event())
+    assert removed.uris == (old.uri,) and removed.reason == "orphan"
+    assert not os.path.exists(old.uri)  # noqa: ASYNC240
