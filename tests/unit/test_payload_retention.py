@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from processors.cli import main
 from processors.reclaim import ReclaimService
 from processors.reclaim.service import MAX_SWEEP_INTERVAL_S, sweep_interval
 from streams.config import load_config
@@ -153,3 +154,17 @@ async def test_a_finite_retention_keeps_the_payload_until_it_expires(tmp_path: P
     assert (submitted.reason, submitted.bytes_freed) == ("submitted", 0)
     assert (expired.reason, expired.job_ids) == ("payload_expired", ("job-a",))
     assert expired.bytes_freed == SIZE * len(instances)
+
+
+def test_config_check_says_how_long_things_are_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "adapter.yaml"
+    path.write_text(
+        "submitter:\n  payload_retention_hours: never\n  orphan_grace_hours: 0.5\n"
+        "kafka:\n  retention: {instances_hours: 48}\n"
+    )
+    assert main(["config", "check", "--no-env", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "payloads kept never, orphan files removed after 0.5 h" in out
+    assert "retention instances 48 h, jobs never" in out
