@@ -107,6 +107,10 @@ def _check_bus(config: AdapterConfig, address: str) -> int:
     return 0
 
 
+def _hours(hours: float | None) -> str:
+    return "never" if hours is None else f"{hours:g} h"
+
+
 def summary(checked: CheckedConfig, path: Path) -> Iterator[str]:
     """Human summary of a valid configuration, one line per item."""
     config = checked.config
@@ -128,7 +132,11 @@ def summary(checked: CheckedConfig, path: Path) -> Iterator[str]:
     yield (f"scp: {', '.join(listeners)} (max {scp.max_associations} associations; {senders})")
     submitter = config.submitter
     target = mask_url(submitter.url or "") if submitter.kind == "http" else config.kafka.jobs_topic
-    yield f"submitter: {submitter.kind} -> {target} (max {submitter.max_attempts} attempts)"
+    yield (
+        f"submitter: {submitter.kind} -> {target} (max {submitter.max_attempts} attempts; "
+        f"payloads kept {_hours(submitter.payload_retention_hours)}, orphan files removed "
+        f"after {_hours(submitter.orphan_grace_hours)})"
+    )
     yield _http(config)
     yield from _export(config)
     for exposure in exposures(config):
@@ -181,10 +189,12 @@ def _kafka(config: AdapterConfig) -> str:
     broker = kafka.bootstrap_servers or "embedded broker (kafka.bootstrap_servers not set)"
     security = kafka.security
     login = f", {security.sasl_mechanism} as {security.username}" if security.username else ""
+    retention = kafka.retention
     return (
         f"{broker} ({security.protocol}{login}); topics {kafka.instances_topic}, "
         f"{kafka.jobs_topic}; {kafka.partitions} partitions, replication "
-        f"{kafka.replication_factor}"
+        f"{kafka.replication_factor}; retention instances {_hours(retention.instances_hours)}, "
+        f"jobs {_hours(retention.jobs_hours)}"
     )
 
 

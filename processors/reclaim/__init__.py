@@ -10,8 +10,10 @@ from processors.reclaim.service import ReclaimService
 from processors.reclaim.state import (
     ReclaimLedger,
 )
+from processors.reclaim.sweeper import OrphanSweeper
 
 __all__ = [
+    "OrphanSweeper",
     "ReclaimLedger",
     "ReclaimService",
     "delete_instances",

@@ -7,7 +7,8 @@ lettered jobs keep their files for an operator (Clara deleted them after three f
 attempts, reference §2.5; we never do). ``instances.removed`` events close a group, so a
 restart neither deletes twice nor writes the event twice.
 
-Payload folders expire ``retention`` after their job was submitted (0 = kept forever).
+Payload folders expire ``retention`` after their job was submitted (the service removes
+them with the group's files when the retention is 0, and never when it is ``never``).
 
 A group that a late instance may still amend (``files_kept_until``, lateArrivals:
 amend) keeps its files until then even once its jobs are submitted: the next version
@@ -17,6 +18,7 @@ amend) keeps its files until then even once its jobs are submitted: the next ver
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -76,15 +78,22 @@ class ReclaimLedger:
     expired payload must name (payload folder, SOP Instance UIDs) until the payload is
     removed; without payload retention nothing ever expires, so nothing is kept (the
     load test found the reclaimer keeping every submitted SOP Instance UID forever).
+    A reclaimed group, and a job whose group is reclaimed and payload gone, are
+    forgotten (only their ids stay, in a window of the last ``window``), so memory
+    follows the open work, not the history (issue 13).
     """
 
-    def __init__(self, *, track_payloads: bool = True) -> None:
+    def __init__(self, *, track_payloads: bool = True, window: int = 10_000) -> None:
         self.track_payloads = track_payloads
-        self.groups: dict[str, GroupFiles] = {}
+        self.groups: dict[str, GroupFiles] = {}  # not yet reclaimed
         self._groups_of_job: dict[str, set[str]] = {}
         self._groups_of_uri: dict[str, set[str]] = {}  # unreclaimed groups per file
-        self._submitted: dict[str, _Submitted] = {}
-        self._payload_removed: set[str] = set()
+        self._submitted: dict[str, _Submitted] = {}  # jobs of unreclaimed groups, payloads
+        # the last ``window`` reclaimed groups and finished jobs, forgotten otherwise: a
+        # repeated event about one of them changes nothing
+        self.window = window
+        self._reclaimed: OrderedDict[str, None] = OrderedDict()
+        self._done_jobs: OrderedDict[str, None] = OrderedDict()
         self._kept: set[str] = set()  # unreclaimed groups with a files_kept_until
 
     def apply(self, key: str, env: Envelope) -> tuple[GroupFiles, ...]:
@@ -126,6 +135,40 @@ class ReclaimLedger:
                 delete.append(instance)
         return ReclaimPlan(group, tuple(delete), tuple(held))
 
+    def drop_group(self, group_id: str) -> None:
+        """Forget a group not yet reclaimed (its partition went to another owner), and
+        the jobs only it waited for."""
+        group = self.groups.pop(group_id, None)
+        self._kept.discard(group_id)
+        if group is None:
+            return
+        for instance in group.instances:
+            refs = self._groups_of_uri.get(instance.uri)
+            if refs is not None:
+                refs.discard(group_id)
+                if not refs:
+                    del self._groups_of_uri[instance.uri]
+        for job_id in group.job_ids:
+            groups = self._groups_of_job.get(job_id)
+            if groups is not None:
+                groups.discard(group_id)
+                if not groups:
+                    del self._groups_of_job[job_id]
+                    self.drop_job(job_id)
+
+    def drop_job(self, job_id: str) -> None:
+        """Forget a submitted job's payload bookkeeping (another owner expires it)."""
+        self._submitted.pop(job_id, None)
+
+    @property
+    def recently_reclaimed(self) -> tuple[str, ...]:
+        """Ids of the last reclaimed groups (forgotten but for this), oldest first."""
+        return tuple(self._reclaimed)
+
+    def holds(self, uri: str) -> bool:
+        """Whether a group not yet reclaimed lists this file."""
+        return uri in self._groups_of_uri
+
     @property
     def payload_uids_kept(self) -> int:
         """SOP Instance UIDs kept for payload expiry events (diagnostics)."""
@@ -138,13 +181,16 @@ class ReclaimLedger:
         return [
             ExpiredPayload(job_id, s.key, s.payload_uri, s.sop_instance_uids, s.submitted_at)
             for job_id, s in self._submitted.items()
-            if job_id not in self._payload_removed
-            and s.payload_uri
-            and now_ms - s.submitted_at >= retention_ms
+            if s.payload_uri and now_ms - s.submitted_at >= retention_ms
         ]
 
+    def payload_pending(self, job_id: str) -> bool:
+        """Whether a submitted job's payload is still waiting to expire."""
+        submitted = self._submitted.get(job_id)
+        return submitted is not None and bool(submitted.payload_uri)
+
     def _group_closed(self, key: str, env: Envelope, data: GroupClosed) -> Iterator[GroupFiles]:
-        if env.id in self.groups:
+        if env.id in self.groups or env.id in self._reclaimed:
             return
         job_ids = tuple(j.job_id for j in data.jobs)
         group = GroupFiles(
@@ -169,13 +215,15 @@ class ReclaimLedger:
             yield group
 
     def _job_submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[GroupFiles]:
-        if data.job_id in self._submitted:
+        if data.job_id in self._submitted or data.job_id in self._done_jobs:
             return
-        if self.track_payloads and data.job_id not in self._payload_removed:
+        if self.track_payloads:
             uids = tuple(i.sop_instance_uid for i in data.instances)
             self._submitted[data.job_id] = _Submitted(key, env.time, data.payload_uri, uids)
-        else:
+        elif data.job_id in self._groups_of_job:
             self._submitted[data.job_id] = _Submitted(key, env.time, "", ())
+        else:  # its group was reclaimed before this history starts: nothing to keep
+            _remember(self._done_jobs, data.job_id, self.window)
         for group_id in sorted(self._groups_of_job.get(data.job_id, ())):
             group = self.groups[group_id]
             if data.job_id in group.waiting:
@@ -185,11 +233,11 @@ class ReclaimLedger:
 
     def _removed(self, data: InstancesRemoved) -> None:
         if data.reason == PAYLOAD_EXPIRED:
-            self._payload_removed.update(data.job_ids)
             for job_id in data.job_ids:
                 submitted = self._submitted.get(job_id)
                 if submitted is not None:  # expired once: its payload is never named again
                     submitted.payload_uri, submitted.sop_instance_uids = "", ()
+                    self._maybe_done(job_id)
             return
         group = self.groups.get(data.group_event_id)
         if group is None or group.reclaimed:
@@ -203,3 +251,26 @@ class ReclaimLedger:
                 if not refs:
                     del self._groups_of_uri[instance.uri]
         group.instances = ()  # nothing left to plan; keep the fold small
+        del self.groups[group.group_id]
+        _remember(self._reclaimed, group.group_id, self.window)
+        for job_id in group.job_ids:
+            groups = self._groups_of_job.get(job_id)
+            if groups is not None:
+                groups.discard(group.group_id)
+                if not groups:
+                    del self._groups_of_job[job_id]
+            self._maybe_done(job_id)
+
+    def _maybe_done(self, job_id: str) -> None:
+        """Forget a job whose groups are reclaimed and whose payload is gone or kept."""
+        submitted = self._submitted.get(job_id)
+        if submitted is None or submitted.payload_uri or job_id in self._groups_of_job:
+            return
+        del self._submitted[job_id]
+        _remember(self._done_jobs, job_id, self.window)
+
+
+def _remember(window: OrderedDict[str, None], item: str, size: int) -> None:
+    window[item] = None
+    while len(window) > size:
+        window.popitem(last=False)

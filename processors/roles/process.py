@@ -41,7 +41,7 @@ from processors.windows import now_ms
 from streams.config import AdapterConfig
 from streams.errors import ConfigError
 from streams.events import RecordKeys
-from streams.kafka import EventPublisher, KafkaConnection, topic_names
+from streams.kafka import EventPublisher, KafkaConnection, rekeyed_topic_configs, topic_names
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -136,7 +136,9 @@ class ProcessRole:
         counts = await self.topics()
         repartitioning = self.repartitioning
         rekeyed = await repartitioning.create_topics(
-            counts[self.names.instances], config.kafka.replication_factor
+            counts[self.names.instances],
+            config.kafka.replication_factor,
+            rekeyed_topic_configs(config.kafka),
         )
         counts = {**counts, **rekeyed}
         connected = None

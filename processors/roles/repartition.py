@@ -288,8 +288,11 @@ class Repartitioning:
         }
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def create_topics(self, partitions: int, replication_factor: int) -> dict[str, int]:
-        """Create the rekeyed topics with the instances topic's (real) partition count."""
+    async def create_topics(
+        self, partitions: int, replication_factor: int, settings: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """Create the rekeyed topics with the instances topic's (real) partition count
+        and ``settings`` (default: :func:`~streams.kafka.rekeyed_topic_configs`)."""
         for gate in self.gates.values():
             gate.partitions = partitions
         topics = dict.fromkeys(self.topics.values(), partitions)
@@ -297,7 +300,7 @@ class Repartitioning:
             self.kafka,
             topics,
             replication_factor,
-            configs=dict.fromkeys(topics, rekeyed_topic_configs()),
+            configs=dict.fromkeys(topics, settings or rekeyed_topic_configs()),
         )
 
     def start(self, done: asyncio.Event) -> list[asyncio.Task[None]]:

@@ -28,6 +28,7 @@ from processors.http import (
     storage_writable,
 )
 from processors.logs import set_static_context
+from processors.roles.retention import topic_needs_ms
 from streams.config import AdapterConfig
 from streams.config.exposure import exposures, refusals
 from streams.errors import AdapterError, ConfigError
@@ -54,7 +55,10 @@ class Topics:
         async with self._lock:
             if self._counts is None:
                 self._counts = await ensure_adapter_topics(
-                    self._kafka, self._config.kafka, timeout_s=timeout_s
+                    self._kafka,
+                    self._config.kafka,
+                    needs_ms=topic_needs_ms(self._config),
+                    timeout_s=timeout_s,
                 )
             return dict(self._counts)
 

@@ -2,7 +2,9 @@
 
 Both follow ``<prefix>.jobs`` in their own consumer groups — ``<prefix>.submitter`` and
 ``<prefix>.reclaimer``, shared by every adapter on the bus so that each job has exactly
-one owner — and write with one acks=all publisher.
+one owner — and write with one acks=all publisher. Each resumes an assigned partition
+from its group's committed offset, which never passes the oldest record of work still to
+do, so start-up reads the open work, not the history (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from processors.http.readiness import ReadyFlag
-from processors.reclaim import ReclaimService
+from processors.reclaim import OrphanSweeper, ReclaimService
 from processors.roles.shell import Role, RoleContext
 from processors.submit import RetryPolicy, SubmitService, make_platform
 from streams.config import AdapterConfig
 from streams.errors import AdapterError
-from streams.events import Envelope
+from streams.events import Envelope, RecordKeys
 from streams.kafka import EventPublisher, KafkaConnection, LogFollower, LogHandler, topic_names
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,12 @@ def storage_root(config: AdapterConfig) -> Path:
     return Path(os.path.abspath(config.storage))
 
 
+def payload_retention_s(config: AdapterConfig) -> float | None:
+    """``submitter.payload_retention_hours`` in seconds (``None``: never expire)."""
+    hours = config.submitter.payload_retention_hours
+    return None if hours is None else hours * 3600
+
+
 def retry_policy(config: AdapterConfig) -> RetryPolicy:
     """The retry policy of ``submitter.*``."""
     sub = config.submitter
@@ -134,6 +142,7 @@ async def run_submit_role(
                         group_id=submitter_group(prefix),
                         handler=handler,
                         client_id=f"{config.adapter_id}-submit",
+                        start="committed",
                     ).run,
                 ),
             ]
@@ -143,9 +152,10 @@ async def run_submit_role(
                     publisher=pub,
                     topic=jobs_topic,
                     source=config.adapter_id,
-                    payload_retention_s=config.submitter.payload_retention_hours * 3600,
+                    payload_retention_s=payload_retention_s(config),
                     clock=clock,
                 )
+                parts += orphan_sweeper(config, kafka, pub, reclaimer, clock)
                 parts += [
                     ("reclaimer", reclaimer.run),
                     (
@@ -156,6 +166,7 @@ async def run_submit_role(
                             group_id=reclaimer_group(prefix),
                             handler=reclaimer,
                             client_id=f"{config.adapter_id}-reclaim",
+                            start="committed",
                         ).run,
                     ),
                 ]
@@ -166,6 +177,33 @@ async def run_submit_role(
             await run_parts(parts, stop)
     finally:
         await platform.aclose()
+
+
+def orphan_sweeper(
+    config: AdapterConfig,
+    kafka: KafkaConnection,
+    publisher: EventPublisher,
+    reclaimer: ReclaimService,
+    clock: Callable[[], float],
+) -> list[tuple[str, _Part]]:
+    """The orphan sweeper as a part (none when ``submitter.orphan_grace_hours`` is never)."""
+    grace_h = config.submitter.orphan_grace_hours
+    if grace_h is None:
+        return []
+    names = topic_names(config.kafka.topic_prefix)
+    sweeper = OrphanSweeper(
+        storage=storage_root(config),
+        kafka=kafka,
+        instances_topic=names.instances,
+        publisher=publisher,
+        jobs_topic=names.jobs,
+        source=config.adapter_id,
+        keys=RecordKeys.of(config.kafka.record_key_secret()),
+        grace_s=grace_h * 3600,
+        known=reclaimer.ledger.holds,
+        clock=clock,
+    )
+    return [("orphan sweeper", sweeper.run)]
 
 
 def submit_role(*, reclaim: bool = True) -> Role:

@@ -6,8 +6,9 @@ is read, every open job of that partition (pending, or failed and due for a retr
 into the :class:`~processors.submit.queue.JobQueue`, and so does each new one. Workers take
 jobs by priority, stage the payload, call the platform and write the outcome event with
 ``acks=all``; the event is folded at once, so a job is never tried twice for one outcome.
-An offset is committable only when every job its record opened has a final outcome
-(submitted or dead-lettered).
+An offset is committable only when every job its record opened is submitted (a
+dead-lettered job waits for ``jobs retry``), so a new owner resumes from the committed
+offset: start-up reads the open work, not the whole history (docs/operations.md).
 
 Never submitted twice: the ledger is rebuilt before acting, the job id is the idempotency
 key (a crash between the platform's answer and the event re-sends the same key), and a
@@ -83,7 +84,9 @@ class SubmitService:
     # -- LedgerHandler -------------------------------------------------------------------
 
     def assigned(self, partitions: frozenset[int]) -> None:
-        """Start folding these partitions from their beginning."""
+        """Start folding these partitions from their committed offset, from a clean slate:
+        what this process knew of them may be stale (another owner acted meanwhile)."""
+        self._forget(partitions)
         self._owned |= partitions
         self._live -= partitions
         for p in partitions:
@@ -101,6 +104,20 @@ class SubmitService:
             await done.wait()
         for p in partitions:
             self._position.pop(p, None)
+        if not partitions & self._owned:  # not assigned back meanwhile
+            self._forget(partitions)
+
+    def _forget(self, partitions: frozenset[int]) -> None:
+        """Drop every job of ``partitions`` (the next owner reads them from the ledger)."""
+        gone = {j for j, p in self._partition_of.items() if p in partitions}
+        gone |= {j for j, (p, _) in self._opened_by.items() if p in partitions}
+        for job_id in gone:
+            if job_id in self._inflight:
+                continue  # its attempt is writing its event; settled when it is folded
+            self.ledger.drop(job_id)
+            self.queue.remove(job_id)
+            self._partition_of.pop(job_id, None)
+            self._opened_by.pop(job_id, None)
 
     def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
         """Fold one event; schedule the jobs it opened once the partition is live."""
@@ -108,8 +125,8 @@ class SubmitService:
         changed = self.ledger.apply(key, env)
         if isinstance(env.data, GroupClosed | JobRetryRequested):
             for state in changed:
-                if state.is_open:
-                    self._opened_by[state.job_id] = (partition, offset)
+                if state.is_open:  # the group.closed that defines it, if still held
+                    self._opened_by.setdefault(state.job_id, (partition, offset))
         self._after_change(partition, changed)
 
     def caught_up(self, partition: int) -> None:
@@ -123,7 +140,7 @@ class SubmitService:
         log.info("submitter: partition %d ready, %d open job(s) queued", partition, opened)
 
     def committable(self, partition: int) -> int | None:
-        """The oldest record with an unfinished job, else everything folded so far."""
+        """The oldest record defining a job not yet submitted, else everything folded."""
         return committable_offset(
             self._opened_by.values(), self._position.get(partition), partition
         )
@@ -244,13 +261,17 @@ class SubmitService:
             if partition is not None:
                 self._partition_of.setdefault(state.job_id, partition)
             if not state.is_open:
-                self._settle(state.job_id)
+                self._settle(state)
             elif self._partition_of.get(state.job_id) in self._live:
                 self._schedule(state)
 
-    def _settle(self, job_id: str) -> None:
-        self.queue.remove(job_id)
-        self._opened_by.pop(job_id, None)
+    def _settle(self, state: JobState) -> None:
+        self.queue.remove(state.job_id)
+        if state.status == "submitted":
+            # final: nothing to re-read for it (a dead-lettered job keeps the record that
+            # defines it in the commit bound, for `jobs retry` after a restart)
+            self._opened_by.pop(state.job_id, None)
+            self._partition_of.pop(state.job_id, None)
 
     def _schedule(self, state: JobState) -> int:
         if state.job_id in self._inflight or state.job_id in self.queue:

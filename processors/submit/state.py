@@ -17,6 +17,7 @@ failed, another will follow), ``dead`` (dead-lettered: files kept, waiting for
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -103,21 +104,37 @@ class JobState(RetryRounds):
 class JobLedger:
     """Mutable holder of the fold; :meth:`apply` is the transition function.
 
-    With ``compact`` a job that reaches ``submitted`` (final) keeps no ``instances``:
-    the submitter never stages it again, and keeping them made its memory grow with
-    every instance ever submitted (~1 KB each; found by the load test). The auditor's
-    fold (``dicom-adapter jobs``) keeps them.
+    With ``compact`` a job that reaches ``submitted`` (final) is forgotten: only its id
+    stays, among the last ``finished_window`` submitted ones (a repeated ``group.closed``
+    of one of those is ignored). The submitter never stages it again, and keeping it made
+    its memory grow with every job and instance ever submitted (~1.9 KB per job, ~1 KB
+    per instance; found by the load test and issue 13). The auditor's fold
+    (``dicom-adapter jobs``) keeps everything.
     """
 
-    def __init__(self, *, compact: bool = False) -> None:
+    def __init__(self, *, compact: bool = False, finished_window: int = 10_000) -> None:
         self._jobs: dict[str, JobState] = {}
         self.compact = compact
+        # compact: ids of the last submitted (forgotten) jobs, so a repeated group.closed
+        # or a late event about one of them changes nothing
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self.finished_window = finished_window
 
     def __len__(self) -> int:
         return len(self._jobs)
 
     def __iter__(self) -> Iterator[JobState]:
         return iter(self._jobs.values())
+
+    def drop(self, job_id: str) -> None:
+        """Forget a job entirely (its partition went to another owner; a new owner
+        rebuilds it from the ledger)."""
+        self._jobs.pop(job_id, None)
+
+    @property
+    def recently_finished(self) -> tuple[str, ...]:
+        """Ids of the last submitted jobs a compact ledger forgot, oldest first."""
+        return tuple(self._finished)
 
     def get(self, job_id: str) -> JobState | None:
         """The state of one job, if the ledger knows it."""
@@ -151,7 +168,7 @@ class JobLedger:
     def _group_closed(self, key: str, env: Envelope, data: GroupClosed) -> Iterator[JobState]:
         patient = data.patient_id or key.partition("/")[2]
         for spec in data.jobs:
-            if spec.job_id in self._jobs:
+            if spec.job_id in self._jobs or spec.job_id in self._finished:
                 continue  # a repeated group.closed: the first one defines the job
             yield self._put(
                 JobState(
@@ -177,7 +194,7 @@ class JobLedger:
 
     def _submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[JobState]:
         old = self._jobs.get(data.job_id)
-        if old is not None and old.status == "submitted":
+        if (old is not None and old.status == "submitted") or data.job_id in self._finished:
             return
         entry = HistoryEntry(env.time, env.type, data.attempt, data.platform_job_id)
         if old is None:
@@ -193,21 +210,32 @@ class JobLedger:
                 group_key=data.group_key,
                 instances=data.instances,
             )
-        yield self._put(
-            replace(
-                old,
-                status="submitted",
-                instances=() if self.compact else old.instances,
-                attempts=max(old.attempts, data.attempt),
-                submitted_at=env.time,
-                platform_job_id=data.platform_job_id,
-                payload_uri=data.payload_uri,
-                retry_at=0,
-                history=(*old.history, entry),
-            )
+        state = replace(
+            old,
+            status="submitted",
+            instances=() if self.compact else old.instances,
+            attempts=max(old.attempts, data.attempt),
+            submitted_at=env.time,
+            platform_job_id=data.platform_job_id,
+            payload_uri=data.payload_uri,
+            retry_at=0,
+            history=(*old.history, entry),
         )
+        if self.compact:
+            self._forget(data.job_id)
+            yield state
+        else:
+            yield self._put(state)
+
+    def _forget(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+        self._finished[job_id] = None
+        while len(self._finished) > self.finished_window:
+            self._finished.popitem(last=False)
 
     def _failed(self, key: str, env: Envelope, data: JobFailed) -> Iterator[JobState]:
+        if data.job_id in self._finished:
+            return
         old = self._jobs.get(data.job_id) or JobState(job_id=data.job_id, key=key, status="pending")
         if old.status == "submitted" or (data.attempt <= old.attempts and old.status != "pending"):
             return  # a late or repeated failure changes nothing

@@ -3,10 +3,19 @@ helpers that add our own problems to pydantic's so every problem comes out at on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from streams.config.fields import check_ae_title
@@ -24,6 +33,31 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 Int = Annotated[int, BeforeValidator(not_bool)]
 Float = Annotated[float, BeforeValidator(not_bool)]
 Port = Annotated[Int, Field(ge=0, le=65535)]
+
+#: The word that makes a retention setting unlimited (``payload_retention_hours: never``).
+NEVER = "never"
+
+
+def hours_or_never(value: Any) -> float | None:
+    """A duration in hours (0 or more), or ``None`` for the word ``never`` (any case)."""
+    if isinstance(value, str) and value.strip().lower() == NEVER:
+        return None
+    fix = f"use a number of hours (0 or more, e.g. 24) or {NEVER}"
+    if value is None:
+        raise ValueError(f"has no value; {fix}")
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean; {fix}")
+    try:
+        hours = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number of hours; {fix}") from None
+    if not math.isfinite(hours) or hours < 0:
+        raise ValueError(f"{value!r} is not a number of hours; {fix}")
+    return hours
+
+
+#: Hours, or ``None`` meaning "never" (kept without limit).
+Hours = Annotated[float | None, PlainValidator(hours_or_never)]
 
 
 class StrictModel(BaseModel):

@@ -18,6 +18,7 @@ from pydantic_core import InitErrorDetails
 from streams.config.base import (
     AeTitle,
     Float,
+    Hours,
     Int,
     NonEmptyStr,
     Port,
@@ -50,6 +51,33 @@ DEFAULT_PROCESSOR = "aetitle"
 DEFAULT_CALLING_AE = "DICOMADAPTER"
 
 
+def _check_min_insync(value: dict[str, Any], extra: list[InitErrorDetails]) -> None:
+    isr, replicas = value.get("min_insync_replicas"), value.get("replication_factor", 1)
+    numbers = isinstance(isr, int) and isinstance(replicas, int) and not isinstance(isr, bool)
+    if numbers and isr > replicas:
+        extra.append(
+            problem(
+                ("min_insync_replicas",),
+                isr,
+                f"is {isr}, more than replication_factor ({replicas}), so no write could "
+                f"ever be acknowledged; use at most {replicas}",
+            )
+        )
+
+
+class TopicRetention(StrictModel):
+    """``retention.ms`` of the adapter's log topics, in hours or ``never`` (unlimited).
+
+    The instances topic only needs to outlive open windows and outages (default 30
+    days); the jobs and exports topics are ledgers -- job history, exactly-once state,
+    dead letters waiting for an operator -- kept without limit by default.
+    """
+
+    instances_hours: Hours = 720.0
+    jobs_hours: Hours = None
+    exports_hours: Hours = None
+
+
 class KafkaConfig(StrictModel):
     """Where events go. No ``bootstrap_servers`` means: start the embedded broker."""
 
@@ -57,6 +85,9 @@ class KafkaConfig(StrictModel):
     topic_prefix: Annotated[str, AfterValidator(check_topic_prefix)] = "dicom"
     partitions: Int = Field(default=12, ge=1)
     replication_factor: Int = Field(default=1, ge=1)
+    #: ``min.insync.replicas`` of replicated topics (None: replication_factor - 1, at most 2).
+    min_insync_replicas: Int | None = Field(default=None, ge=1)
+    retention: TopicRetention = Field(default_factory=TopicRetention)
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
     #: HMAC key of the record keys (streams/events/keys.py); the same on every adapter
     #: of a bus. None: the public lab secret.
@@ -72,6 +103,7 @@ class KafkaConfig(StrictModel):
             secret_from_file(value, "key_secret", extra)
             what = "secret, the same on every adapter of the bus"
             check_secret_length(value.get("key_secret"), ("key_secret",), extra, what)
+            _check_min_insync(value, extra)
         return validate_with(handler, value, extra, cls.__name__)
 
     def record_key_secret(self) -> bytes | None:
@@ -208,7 +240,12 @@ class SubmitterConfig(StrictModel):
     backoff_initial_s: Float = Field(default=1.0, gt=0)
     backoff_max_s: Float = Field(default=60.0, gt=0)
     timeout_s: Float = Field(default=30.0, gt=0)
-    payload_retention_hours: Float = Field(default=0.0, ge=0)
+    #: Hours a submitted job's payload is kept; 0 removes it once the group's jobs are
+    #: all submitted, ``None`` (``never``) keeps it until an operator deletes it.
+    payload_retention_hours: Hours = 24.0
+    #: Hours after which an instance file that no event announces is removed (``never``:
+    #: never swept); see processors/reclaim/orphans.py.
+    orphan_grace_hours: Hours = 1.0
 
     @model_validator(mode="wrap")
     @classmethod

@@ -2,8 +2,9 @@
 
 One table for the documentation and for the secure test broker, which runs every role
 with only these (so a missing ACL fails a test, not a hospital's deployment). Every
-role creates the adapter's topics at start if they are missing, hence ``Create`` and
-``Describe`` on the topic prefix; drop those when an operator creates the topics.
+role creates the adapter's topics at start if they are missing and checks the settings
+of existing ones, hence ``Create``, ``Describe`` and ``DescribeConfigs`` on the topic
+prefix; drop ``Create`` when an operator creates the topics.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
     prefix = kafka.topic_prefix
     instances, jobs = kafka.instances_topic, kafka.jobs_topic
     sources, exports = f"{prefix}.sources", f"{prefix}.exports"
-    create = Acl("topic", f"{prefix}.", ("Create", "Describe"), "prefixed")
+    # DescribeConfigs: every role checks the settings of existing topics at start.
+    create = Acl("topic", f"{prefix}.", ("Create", "Describe", "DescribeConfigs"), "prefixed")
     table: dict[str, tuple[Acl, ...]] = {
         # Instances, and heartbeats saying what the SCP still owes (docs/processing.md).
         "scp": (create, Acl("topic", instances, ("Write",)), Acl("topic", sources, ("Write",))),
@@ -59,6 +61,8 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
         "submit": (
             create,
             Acl("topic", jobs, ("Read", "Write")),
+            # The orphan sweeper looks for the events of old unreferenced files.
+            Acl("topic", instances, ("Read",)),
             Acl("group", f"{prefix}.submitter", ("Read",)),
             Acl("group", f"{prefix}.reclaimer", ("Read",)),
         ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Literal, Protocol
 
@@ -28,6 +29,12 @@ from streams.kafka.source import KafkaSource
 log = logging.getLogger(__name__)
 
 Start = Literal["beginning", "committed"]
+
+#: Stored with every commit of a follower that resumes from its commits. A commit without
+#: it -- written by an older version, whose commits did not promise that everything
+#: before them is done -- is not resumed from: the partition is read from its beginning
+#: once, and the next commit carries the mark (docs/operations.md, "Upgrading").
+RESUMABLE = '{"v":1,"resume":"open-work"}'
 
 
 class LogHandler(Protocol):
@@ -63,8 +70,9 @@ class LogFollower:
     """Consume ``topic`` in ``group_id`` and feed ``handler``; see the module docstring.
 
     ``start`` is where an assigned partition is read from: ``"beginning"``, or
-    ``"committed"`` (the group's committed offset, the beginning without one) for a
-    handler that keeps no state older than its commits.
+    ``"committed"`` (the group's committed offset if it carries :data:`RESUMABLE`, the
+    beginning otherwise) for a handler whose ``committable`` never passes a record it
+    still needs.
     """
 
     def __init__(
@@ -91,10 +99,12 @@ class LogFollower:
             max_records=1000,
             commit_interval_s=commit_interval_s,
             commit_bound=self._bound,
+            commit_metadata=(lambda _tp, _offset: RESUMABLE) if start == "committed" else None,
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
         )
         self._catching_up: dict[int, int] = {}  # partition -> end offset at assignment
+        self._history: dict[int, tuple[float, int]] = {}  # partition -> (since, records)
         self._live: set[int] = set()
         self.source.records.subscribe(self._record, lambda _exc: None)
         self.source.batches.subscribe(self._batch, lambda _exc: None)
@@ -135,9 +145,17 @@ class LogFollower:
             start = begins[tp]
             committed = self.source.committed_at(tp)
             if self.start == "committed" and committed is not None:
-                start = max(start, min(committed.offset, ends[tp]))
+                if committed.metadata == RESUMABLE:
+                    start = max(start, min(committed.offset, ends[tp]))
+                else:
+                    log.info(
+                        "%s[%d]: the committed offset %d is not a resume point (an older "
+                        "version's); reading the history from the beginning once",
+                        self.topic, tp.partition, committed.offset,
+                    )  # fmt: skip
             self.source.seek(tp, start)
             self._live.discard(tp.partition)
+            self._history[tp.partition] = (time.monotonic(), 0)
             if ends[tp] > start:
                 self._catching_up[tp.partition] = ends[tp]
             else:
@@ -160,6 +178,9 @@ class LogFollower:
     # -- records ---------------------------------------------------------------------
 
     def _record(self, record: Record) -> None:
+        history = self._history.get(record.partition)
+        if history is not None:
+            self._history[record.partition] = (history[0], history[1] + 1)
         self.handler.record(record.partition, record.offset, record.key or "", record.envelope)
 
     def _batch(self, batch: BatchEnd) -> None:
@@ -171,7 +192,12 @@ class LogFollower:
 
     def _caught_up(self, partition: int) -> None:
         self._live.add(partition)
-        log.debug("%s: partition %d caught up", self.topic, partition)
+        since, records = self._history.pop(partition, (time.monotonic(), 0))
+        # What start-up costs: the history a new owner reads before it acts.
+        log.info(
+            "%s: partition %d caught up, %d record(s) of history read in %.2f s",
+            self.topic, partition, records, time.monotonic() - since,
+        )  # fmt: skip
         self.handler.caught_up(partition)
 
     def _bound(self, tp: TopicPartition) -> int | None:

@@ -101,6 +101,49 @@ class LogReader(Service):
                 return sorted(int(p["partition"]) for p in entry.get("partitions") or ())
         return []
 
+    async def offsets_at(
+        self, topic: str, partitions: Iterable[int], time_ms: int
+    ) -> dict[TopicPartition, Position]:
+        """Per partition of ``topic``, the first offset whose record time is ``time_ms`` or
+        later (:data:`END` when there is none): where to read from to see everything
+        written since then."""
+        consumer = self._require()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        try:
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, time_ms)))
+        except KafkaError as exc:
+            raise BrokerError(f"cannot look up offsets of {topic} by time: {exc}") from exc
+        out: dict[TopicPartition, Position] = {}
+        for tp in tps:
+            hit = found.get(tp)
+            out[tp] = END if hit is None else int(hit.offset)
+        return out
+
+    async def truncated_at(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """``{partition: time of its oldest record}`` for the partitions whose log no
+        longer starts at offset 0 (retention deleted records older than that time)."""
+        consumer = self._require()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        try:
+            begins = await consumer.beginning_offsets(tps)
+            cut = [tp for tp in tps if int(begins[tp]) > 0]
+            found = await consumer.offsets_for_times(dict.fromkeys(cut, 0)) if cut else {}
+        except KafkaError as exc:
+            raise BrokerError(f"cannot read the log start of {topic}: {exc}") from exc
+        return {tp.partition: int(hit.timestamp) for tp, hit in found.items() if hit is not None}
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """``{partition: end offset}`` of ``topic`` now (``{}`` when it does not exist)."""
+        consumer = self._require()
+        tps = [TopicPartition(topic, p) for p in await self.partitions(topic)]
+        if not tps:
+            return {}
+        try:
+            ends = await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise BrokerError(f"cannot read the end offsets of {topic}: {exc}") from exc
+        return {tp.partition: int(end) for tp, end in ends.items()}
+
     def _require(self) -> Any:
         if self._consumer is None:
             raise BrokerError("LogReader is not started; use 'async with LogReader(...)'")

@@ -6,16 +6,18 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from streams.config import KafkaConfig
 from streams.errors import BrokerError, ConfigError
 from streams.kafka.clients import Connection, connection
+from streams.kafka.topicconfig import check_topic_configs, wanted_configs
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +71,15 @@ def rekeyed_topic(prefix: str, ae_title: str) -> str:
     return f"{prefix}.rekeyed.{safe}"
 
 
-def rekeyed_topic_configs() -> dict[str, str]:
-    """A rekeyed topic keeps each copy's timestamp: the instance's log time."""
-    return {"message.timestamp.type": "CreateTime"}
+def rekeyed_topic_configs(kafka: KafkaConfig | None = None) -> dict[str, str]:
+    """A rekeyed topic keeps each copy's timestamp: the instance's log time; with
+    ``kafka``, the instances topic's retention, cleanup and in-sync replicas too."""
+    settings = {"message.timestamp.type": "CreateTime"}
+    if kafka is not None:
+        names = topic_names(kafka.topic_prefix)
+        instances = adapter_topic_configs(kafka)[names.instances]
+        settings = {**instances, **settings}
+    return settings
 
 
 def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
@@ -90,35 +98,91 @@ def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
 
 
 def adapter_topic_configs(kafka: KafkaConfig) -> dict[str, dict[str, str]]:
-    """Topic-level settings given at creation, per topic.
+    """Topic-level settings given at creation, per topic (see
+    :func:`~streams.kafka.topicconfig.wanted_configs`)."""
+    names = topic_names(kafka.topic_prefix)
+    return wanted_configs(kafka, names.instances, names.jobs, names.sources, names.exports)
 
-    The instances topic is stamped by the broker (``LogAppendTime``): one clock per
-    partition, whatever the senders' clocks say (docs/processing.md, "Time"). The
-    sources topic keeps the last heartbeat of each source (compacted).
-    """
+
+def retention_settings(kafka: KafkaConfig) -> dict[str, str]:
+    """The config key of each log topic's retention (named in findings)."""
     names = topic_names(kafka.topic_prefix)
     return {
-        names.instances: {"message.timestamp.type": "LogAppendTime"},
-        names.sources: {
-            "cleanup.policy": "compact",
-            "segment.ms": "3600000",
-            "message.timestamp.type": "LogAppendTime",
-        },
+        names.instances: "kafka.retention.instances_hours",
+        names.jobs: "kafka.retention.jobs_hours",
+        names.exports: "kafka.retention.exports_hours",
     }
 
 
 async def ensure_adapter_topics(
-    kafka: Connection, config: KafkaConfig, *, timeout_s: float = 30.0
+    kafka: Connection,
+    config: KafkaConfig,
+    *,
+    needs_ms: Mapping[str, int] | None = None,
+    timeout_s: float = 30.0,
 ) -> dict[str, int]:
-    """Create the adapter's topics (:func:`adapter_topics`) if missing; returns each
-    topic's actual partition count (see :func:`ensure_topics`)."""
-    return await ensure_topics(
+    """Create the adapter's topics (:func:`adapter_topics`) if missing, then check the
+    settings of those that existed; returns each topic's actual partition count (see
+    :func:`ensure_topics`).
+
+    A setting that only weakens a promise is logged as a WARNING naming the topic, the
+    key and the fix; one that breaks the adapter (a retention shorter than ``needs_ms``
+    of the topic, a compacted ledger) raises :class:`ConfigError` listing them all.
+    """
+    counts = await ensure_topics(
         kafka,
         adapter_topics(config),
         config.replication_factor,
         configs=adapter_topic_configs(config),
         timeout_s=timeout_s,
     )
+    wanted = adapter_topic_configs(config)
+    actual = await describe_topic_configs(kafka, list(wanted), timeout_s=timeout_s)
+    for name in wanted.keys() - actual.keys():
+        log.warning(
+            "cannot read the settings of topic %s (grant DescribeConfigs on it); they are "
+            "not checked",
+            name,
+        )
+    findings = check_topic_configs(actual, wanted, needs_ms or {}, retention_settings(config))
+    for finding in findings:
+        if not finding.fatal:
+            log.warning("%s", finding.message())
+    fatal = [f.message() for f in findings if f.fatal]
+    if fatal:
+        raise ConfigError(fatal)
+    return counts
+
+
+async def describe_topic_configs(
+    kafka: Connection, topics: Sequence[str], *, timeout_s: float = 30.0
+) -> dict[str, dict[str, str]]:
+    """``{topic: {key: value}}`` of every existing topic of ``topics`` as the broker
+    describes it (its own settings and the broker defaults it inherits)."""
+    kafka = connection(kafka)
+    admin = kafka.admin(client_id="dicom-adapter-admin", request_timeout_ms=int(timeout_s * 1000))
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+            )
+    except TimeoutError:
+        raise BrokerError(
+            f"the settings of topics {', '.join(topics)} could not be read at {kafka} "
+            f"within {timeout_s:.0f} s"
+        ) from None
+    except KafkaError as exc:
+        raise BrokerError(f"cannot read topic settings at {kafka}: {exc}") from exc
+    finally:
+        await admin.close()
+    out: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            error, name, entries = resource[0], resource[3], resource[4]
+            if error == 0:
+                out[name] = {e[0]: e[1] for e in entries if e[1] is not None}
+    return out
 
 
 async def ensure_topics(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -226,13 +227,13 @@ class ScpService(Service):
             await self._delivery.__aenter__()
             policy = await asyncio.to_thread(policy_from_config, self.config)
             gate = AssociationGate(policy)
-            guard_kwargs = {} if self._disk_usage is None else {"usage": self._disk_usage}
             guard = SpaceGuard(
                 self.storage,
                 watermark_percent=scp.watermark_percent,
                 reserve_space_gb=scp.reserve_space_gb,
-                **guard_kwargs,
             )
+            if self._disk_usage is not None:
+                guard = dataclasses.replace(guard, usage=self._disk_usage)
             self._handler = handler = StoreHandler(
                 storage=self.storage,
                 gate=gate,

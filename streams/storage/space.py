@@ -10,11 +10,14 @@ The rule is Clara DICOM Adapter's ``StorageInfoProvider`` (reference case 34)::
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from streams.storage.payloads import PAYLOADS_DIR
 
 GB = 10**9
 
@@ -42,20 +45,43 @@ def _disk_usage(path: Path) -> DiskUsage:
     return DiskUsage(total=usage.total, free=usage.free)
 
 
+def _device(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SpaceGuard:
     """Checks the file system holding ``root`` before each store.
 
-    ``usage`` is injectable so tests can present any disk; the default asks the OS
-    (one ``statvfs``, a few microseconds, so no caching is needed).
+    Job payloads count: they are hard links under ``<root>/payloads`` (the same disk), or,
+    when an operator mounted another file system there, copies -- then that file system
+    must have room too, or staging would fail after the C-STORE was accepted.
+
+    ``usage`` and ``device`` are injectable so tests can present any disk; the defaults
+    ask the OS (a ``statvfs`` and two ``stat``, microseconds, so no caching is needed).
     """
 
     root: Path
     watermark_percent: float = 85.0
     reserve_space_gb: float = 5.0
     usage: Callable[[Path], DiskUsage] = _disk_usage
+    device: Callable[[Path], int | None] = _device
 
     def available(self) -> bool:
         """True when another instance may be stored under ``root``."""
-        u = self.usage(self.root)
-        return has_space(u.total, u.free, self.watermark_percent, self.reserve_space_gb)
+        for path in self.checked():
+            u = self.usage(path)
+            if not has_space(u.total, u.free, self.watermark_percent, self.reserve_space_gb):
+                return False
+        return True
+
+    def checked(self) -> tuple[Path, ...]:
+        """The root, and the payloads folder when it is on another file system."""
+        payloads = self.root / PAYLOADS_DIR
+        other = self.device(payloads)
+        if other is not None and other != self.device(self.root):
+            return (self.root, payloads)
+        return (self.root,)

@@ -35,9 +35,10 @@ async def running_submitter(
     policy: RetryPolicy | None = None,
     aging_s: float = 3600.0,
     reclaim: bool = True,
-    retention_s: float = 0.0,
+    retention_s: float | None = None,
 ) -> AsyncIterator[Harness]:
-    """Start submitter + reclaimer on ``topic`` (groups ``group``.submit/.reclaim)."""
+    """Start submitter + reclaimer on ``topic`` (groups ``group``.submit/.reclaim);
+    ``retention_s`` is the payload retention (``None``: payloads are kept)."""
     await ensure_topics(bootstrap, {topic: 3})
     stop = asyncio.Event()
     async with EventPublisher(bootstrap) as publisher:
@@ -58,6 +59,7 @@ async def running_submitter(
                     topic=topic,
                     group_id=f"{group}.submit",
                     handler=submitter,
+                    start="committed",
                 ).run(stop)
             ),
         ]
@@ -79,6 +81,7 @@ async def running_submitter(
                         topic=topic,
                         group_id=f"{group}.reclaim",
                         handler=reclaimer,
+                        start="committed",
                     ).run(stop)
                 )
             )

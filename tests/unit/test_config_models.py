@@ -55,7 +55,7 @@ def test_defaults() -> None:
     assert config.processor.grace_ms == 200  # the bus clock needs no room for clock skew
     sub = config.submitter
     assert (sub.kind, sub.url, sub.max_attempts, sub.timeout_s) == ("kafka", None, 5, 30)
-    assert (sub.backoff_initial_s, sub.backoff_max_s, sub.payload_retention_hours) == (1, 60, 0)
+    assert (sub.backoff_initial_s, sub.backoff_max_s, sub.payload_retention_hours) == (1, 60, 24)
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
 
 

@@ -5,7 +5,7 @@ data of jobs that were finished with:
 * the submitter's ``JobLedger`` kept every submitted job's instances (a
   ``GroupInstance`` with four strings each, ~0.8 KB per instance);
 * the reclaimer's ``ReclaimLedger`` kept every submitted job's SOP Instance UIDs for a
-  payload expiry that, with ``payload_retention_hours: 0`` (the default), never comes,
+  payload expiry that, with ``payload_retention_hours: never``, never comes,
   and kept them after the payload had expired too.
 
 The auditor's fold (``dicom-adapter jobs``) still shows everything.
@@ -45,19 +45,27 @@ def _publisher() -> EventPublisher:
     return EventPublisher("127.0.0.1:9")  # never started: these tests write nothing
 
 
-def test_submitted_jobs_do_not_keep_their_instances() -> None:
+def test_submitted_jobs_are_forgotten_but_for_their_id() -> None:
     ledger = JobLedger(compact=True)
     for key, e in _history():
         ledger.apply(key, e)
-    a, b = ledger.get("a"), ledger.get("b")
-    assert a is not None and (a.status, a.instances) == ("submitted", ())
+    b = ledger.get("b")
+    assert ledger.get("a") is None and len(ledger) == 1
     assert b is not None and b.status == "failed" and b.instances == INSTANCES  # still needed
-    # the echo of the group.closed and later events do not bring them back
+    # the echo of the group.closed and later events do not bring the submitted job back
     for key, e in _history():
         ledger.apply(key, e)
-    a = ledger.get("a")
-    assert a is not None and a.instances == ()
-    assert [h.event for h in a.history] == ["group.closed", "job.submitted"]
+    assert ledger.get("a") is None and len(ledger) == 1
+
+
+def test_the_window_of_forgotten_ids_is_bounded() -> None:
+    ledger = JobLedger(compact=True, finished_window=2)
+    for n in range(5):
+        ledger.apply(KEY, env(group_closed(INSTANCES, jobs=[(f"j{n}", "normal")]), n, f"g{n}"))
+        ledger.apply(KEY, env(_submitted(f"j{n}"), n))
+    assert len(ledger) == 0 and ledger.recently_finished == ("j3", "j4")
+    ledger.apply(KEY, env(group_closed(INSTANCES, jobs=[("j4", "normal")]), 9, "g4-copy"))
+    assert len(ledger) == 0  # a copy of a recent group.closed changes nothing
 
 
 def test_the_auditors_fold_still_shows_a_submitted_jobs_instances() -> None:
@@ -77,9 +85,10 @@ def test_submitter_folds_the_ledger_without_instances_of_submitted_jobs(tmp_path
     service.assigned(frozenset({0}))  # history being read: nothing is scheduled
     for offset, (key, e) in enumerate(_history()):
         service.record(0, offset, key, e)
-    a, b = service.ledger.get("a"), service.ledger.get("b")
-    assert a is not None and a.status == "submitted" and a.instances == ()
+    assert service.ledger.get("a") is None
+    b = service.ledger.get("b")
     assert b is not None and b.instances == INSTANCES
+    assert service.committable(0) == 0  # b's group.closed is still needed
 
 
 def test_reclaimer_keeps_no_sop_uids_of_submitted_jobs_without_payload_retention(
@@ -110,3 +119,20 @@ def test_expired_payloads_forget_their_sop_uids() -> None:
     assert ledger.expired_payloads(now_ms=20_000, retention_ms=5_000) == []
     ledger.apply(KEY, env(_submitted("a", "/st/payloads/a"), 2_000))  # an echo: still gone
     assert ledger.payload_uids_kept == 0
+
+
+def test_the_reclaimer_forgets_reclaimed_groups_and_their_jobs() -> None:
+    ledger = ReclaimLedger(track_payloads=False, window=3)
+    for n in range(10):
+        gc = group_closed(INSTANCES, jobs=[(f"j{n}", "normal")])
+        ledger.apply(KEY, env(gc, n, f"g{n}"))
+        (ready,) = ledger.apply(KEY, env(_submitted(f"j{n}"), n))
+        ledger.apply(KEY, env(InstancesRemoved((), group_event_id=ready.group_id), n))
+    assert ledger.groups == {} and ledger._submitted == {}
+    assert ledger.recently_reclaimed == ("g7", "g8", "g9")
+    # a repeated group.closed of a recent group does not come back to life
+    assert ledger.apply(KEY, env(group_closed(INSTANCES, jobs=[("j9", "normal")]), 9, "g9")) == ()
+    assert ledger.groups == {}
+    # a job.submitted whose group was reclaimed before the history read keeps nothing
+    ledger.apply(KEY, env(_submitted("from-before"), 11))
+    assert ledger._submitted == {}

@@ -207,3 +207,21 @@ def test_part10_header_is_read_back_by_pydicom(sop: str) -> None:
     assert meta.FileMetaInformationGroupLength == len(header) - 128 - 4 - 12
     assert ds.PatientID == "P1"
     assert header[:128] == b"\x00" * 128 and header[128:132] == b"DICM"
+
+
+def test_space_guard_counts_a_payloads_folder_on_another_file_system(tmp_path: Path) -> None:
+    payloads = tmp_path / "payloads"
+    devices = {tmp_path: 1, payloads: 2}
+    free = {tmp_path: 5 * GB, payloads: 1 * GB}
+
+    def usage(path: Path) -> DiskUsage:
+        return DiskUsage(total=10 * GB, free=free[path])
+
+    guard = SpaceGuard(tmp_path, 80, 0, usage, devices.get)
+    assert guard.checked() == (tmp_path, payloads)
+    assert not guard.available()  # the payloads' disk is past the watermark
+    free[payloads] = 3 * GB
+    assert guard.available()
+    devices[payloads] = 1  # the same file system: checked once
+    assert guard.checked() == (tmp_path,)
+    assert SpaceGuard(tmp_path, 80, 0, usage).checked() == (tmp_path,)  # no payloads yet
