@@ -49,6 +49,7 @@ from streams.events import (
     GroupCloseRequested,
     InputOffset,
     InstanceReceived,
+    OpenGroupInfo,
     Priority,
 )
 
@@ -249,6 +250,12 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         """An operator asked to close ``request.group_id`` now; say what happened in a
         word (``closed``, or ``unknown`` when this processor has no such open group)."""
         return "unknown"
+
+    def open_groups_on(self, partition: int) -> tuple[OpenGroupInfo, ...]:
+        """The open groups of ``partition``, oldest first, as operators see them
+        (``groups list``, ``/ui``; the runtime says them on ``<prefix>.groups``). The
+        default shows none."""
+        return ()
 
     def on_covered(self, instance: InstanceReceived, position: InputOffset) -> None:
         """An input already consumed by a ``group.closed`` was skipped (replay).

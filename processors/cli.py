@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "events",
     "submit",
     "jobs",
+    "groups",
     "export",
 )
 

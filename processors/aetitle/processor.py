@@ -41,6 +41,7 @@ from streams.events import (
     GroupInstance,
     InputOffset,
     InstanceReceived,
+    OpenGroupInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,22 @@ class AeTitleJobProcessor(JobProcessor):
                 self.window.state.close(partition, group.key, REASON_FORCED, at)
                 return "closed"
         return "unknown"
+
+    def open_groups_on(self, partition: int) -> tuple[OpenGroupInfo, ...]:
+        """The open groups of ``partition`` with their ids, for operators."""
+        return tuple(
+            OpenGroupInfo(
+                group_id=gid,
+                group_by=self.group_by,
+                group_key=g.key,
+                instances=g.instances,
+                first_received_at=g.first_received_at,
+                last_received_at=g.last_received_at,
+                deadline=g.due,
+                due_reason=g.due_reason,
+            )
+            for gid, g in self.groups([partition])
+        )
 
     def groups(self, partitions: Iterable[int]) -> list[tuple[str, OpenGroup[str]]]:
         """``(group id, snapshot)`` of every open group of ``partitions``."""

@@ -20,7 +20,7 @@ import orjson
 from aiokafka.structs import TopicPartition
 
 from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_kafka
-from processors.commands.redact import redact_envelope
+from processors.redact import redact_envelope
 from streams.errors import BrokerError
 from streams.events import (
     Envelope,

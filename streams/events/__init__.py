@@ -8,6 +8,7 @@ from streams.events.control import (
     SourceHeartbeat,
 )
 from streams.events.keys import RecordKeys, is_hashed_key
+from streams.events.opengroups import GroupsOpen, OpenGroupInfo
 from streams.events.records import (
     EXPORT_STATUSES,
     GROUP_CLOSED,
@@ -67,6 +68,7 @@ __all__ = [
     "GroupCloseRequested",
     "GroupClosed",
     "GroupInstance",
+    "GroupsOpen",
     "InputOffset",
     "InstanceReceived",
     "InstancesRemoved",
@@ -74,6 +76,7 @@ __all__ = [
     "JobRetryRequested",
     "JobSpec",
     "JobSubmitted",
+    "OpenGroupInfo",
     "Priority",
     "RecordKeys",
     "SourceHeartbeat",

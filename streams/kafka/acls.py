@@ -40,6 +40,7 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
     prefix = kafka.topic_prefix
     instances, jobs = kafka.instances_topic, kafka.jobs_topic
     sources, exports = f"{prefix}.sources", f"{prefix}.exports"
+    groups = f"{prefix}.groups"
     create = Acl("topic", f"{prefix}.", ("Create", "Describe"), "prefixed")
     table: dict[str, tuple[Acl, ...]] = {
         # Instances, and heartbeats saying what the SCP still owes (docs/processing.md).
@@ -50,6 +51,8 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
             Acl("topic", instances, ("Read", "Write")),
             Acl("topic", jobs, ("Read", "Write")),
             Acl("topic", sources, ("Read", "Write")),
+            # Says its open groups; reads them back for GET /groups and /ui.
+            Acl("topic", groups, ("Read", "Write")),
             # Repartitioned AE titles: copies in transactions, read back by the lanes.
             Acl("topic", f"{prefix}.rekeyed.", ("Read", "Write"), "prefixed"),
             Acl("group", f"{prefix}.processors.", ("Read",), "prefixed"),
@@ -68,9 +71,12 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
             Acl("group", f"{prefix}.exporter", ("Read",)),
         ),
         "cli": (
-            Acl("topic", instances, ("Read",)),
+            # Write on instances and rekeyed topics: groups close (group.close_requested).
+            Acl("topic", instances, ("Read", "Write")),
+            Acl("topic", f"{prefix}.rekeyed.", ("Write",), "prefixed"),
             Acl("topic", jobs, ("Read", "Write")),
             Acl("topic", sources, ("Read",)),
+            Acl("topic", groups, ("Read",)),
             Acl("topic", exports, ("Read", "Write")),
         ),
     }

@@ -33,15 +33,16 @@ class TopicNames:
     jobs: str
     sources: str
     exports: str
+    groups: str
 
     def all(self) -> tuple[str, ...]:
         """Every name, instances first."""
-        return (self.instances, self.jobs, self.sources, self.exports)
+        return (self.instances, self.jobs, self.sources, self.exports, self.groups)
 
 
 def topic_names(prefix: str) -> TopicNames:
-    """``<prefix>.instances``, ``.jobs``, ``.sources`` and ``.exports``; a bad prefix is a
-    :class:`ConfigError`."""
+    """``<prefix>.instances``, ``.jobs``, ``.sources``, ``.exports`` and ``.groups``; a bad
+    prefix is a :class:`ConfigError`."""
     longest = f"{prefix}.instances"
     if not prefix or not _LEGAL.match(prefix) or len(longest) > _MAX_TOPIC:
         raise ConfigError(
@@ -55,6 +56,7 @@ def topic_names(prefix: str) -> TopicNames:
         jobs=f"{prefix}.jobs",
         sources=f"{prefix}.sources",
         exports=f"{prefix}.exports",
+        groups=f"{prefix}.groups",
     )
 
 
@@ -78,7 +80,8 @@ def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
     """The adapter's topics with their partition counts: the one place that knows them.
 
     ``<prefix>.sources`` (heartbeats, keyed by source) has one partition: every
-    processor reads all of it.
+    processor reads all of it; so has ``<prefix>.groups`` (open groups, one record per
+    AE title and partition): every reader reads all of it.
     """
     names = topic_names(kafka.topic_prefix)
     return {
@@ -86,6 +89,7 @@ def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
         names.jobs: kafka.partitions,
         names.sources: 1,
         names.exports: kafka.partitions,
+        names.groups: 1,
     }
 
 
@@ -94,7 +98,9 @@ def adapter_topic_configs(kafka: KafkaConfig) -> dict[str, dict[str, str]]:
 
     The instances topic is stamped by the broker (``LogAppendTime``): one clock per
     partition, whatever the senders' clocks say (docs/processing.md, "Time"). The
-    sources topic keeps the last heartbeat of each source (compacted).
+    sources topic keeps the last heartbeat of each source (compacted), the groups topic
+    the last list of open groups of each AE title and partition (compacted often: it
+    is re-said every few seconds).
     """
     names = topic_names(kafka.topic_prefix)
     return {
@@ -103,6 +109,11 @@ def adapter_topic_configs(kafka: KafkaConfig) -> dict[str, dict[str, str]]:
             "cleanup.policy": "compact",
             "segment.ms": "3600000",
             "message.timestamp.type": "LogAppendTime",
+        },
+        names.groups: {
+            "cleanup.policy": "compact",
+            "segment.ms": "600000",
+            "min.cleanable.dirty.ratio": "0.1",
         },
     }
 
