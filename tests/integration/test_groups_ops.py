@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
 
 from streams.events import GroupClosed, GroupCloseRequested
@@ -106,6 +108,10 @@ async def test_groups_list_shows_each_open_group_once_and_close_forces_it(
             and "is not open" in again.stdout
             and "nothing to do" in again.stdout
         )
+        closes = Counter[str]()
+        for proc in adapter.processes:
+            closes += await _closes(proc.url)
+        assert closes == Counter({"forced": 1})  # the metric of forced closes
         others = [g for s, g in studies.items() if s != study]
         assert {g["group_id"] for g in await adapter.groups()} == set(others)
         adapter.cluster.alive()
@@ -151,3 +157,58 @@ async def test_a_close_survives_its_owner_being_killed_right_after_the_request(
     jobs = Counter(j.pipeline_name for g in groups for j in g.jobs)
     assert jobs == Counter(list(PIPELINES))
     assert len(groups[0].instances) == 4
+
+
+async def test_max_age_closes_a_group_that_never_goes_quiet(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """``maxAge: 20``, an instance every 3 s for 40 s, timeout 5: the first group closes
+    with reason max_age 20-21 s after its first instance; later instances form a new
+    group; every instance is in exactly one job per pipeline."""
+    prefix = unique_name("ops-age")
+    study = generate_uid()
+    sent: list[str] = []
+    async with running_adapter(
+        kafka_bootstrap, tmp_path, prefix, settings="timeout: 5\nmaxAge: 20", processes=1
+    ) as adapter:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n in range(14):  # t = 0, 3, ..., 39 s
+            await asyncio.sleep(max(0.0, start + 3 * n - loop.time()))  # pacing the sender
+            ds = make_ct(patient_id="PAT-XA", study_uid=study)
+            await adapter.send(tmp_path / f"i{n}", [ds])
+            sent.append(str(ds.SOPInstanceUID))
+
+        def all_grouped(records: list[Record]) -> bool:
+            return sum(len(g.instances) for g in closed_groups(records)) >= len(sent)
+
+        records = await wait_for_ledger(
+            kafka_bootstrap, adapter.jobs_topic, all_grouped, timeout_s=30,
+            alive=adapter.cluster.alive,
+        )  # fmt: skip
+        forced_or_aged = await _closes(adapter.processes[0].url)
+    closed = [
+        (r, r.envelope.data)
+        for r in records
+        if isinstance(r.envelope.data, GroupClosed) and r.envelope.data.jobs
+    ]
+    (first_record, first), *rest = closed
+    assert first.reason == "max_age"
+    assert 20_000 <= first_record.timestamp - first.first_received_at <= 21_000
+    assert rest and all(g.first_received_at > first.last_received_at for _, g in rest)
+    members = [i.sop_instance_uid for _, g in closed for i in g.instances]
+    assert sorted(members) == sorted(sent)  # nothing lost, nothing twice
+    assert all(sorted(j.pipeline_name for j in g.jobs) == sorted(PIPELINES) for _, g in closed)
+    assert forced_or_aged["max_age"] == sum(g.reason == "max_age" for _, g in closed)
+
+
+async def _closes(url: str) -> Counter[str]:
+    """``dicom_adapter_groups_closed_total`` of one process, by reason."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        text = (await client.get(f"{url}/metrics")).text
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "dicom_adapter_groups_closed_total":
+                out[sample.labels["reason"]] += int(sample.value)
+    return out
