@@ -23,6 +23,7 @@ from typing import Any
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
+from processors.aetitle.completion import load_rule
 from processors.aetitle.grouping import extra_tags, group_key_fn
 from processors.aetitle.records import AeGroup, build_group_closed
 from processors.aetitle.settings import (
@@ -84,6 +85,8 @@ class AeTitleJobProcessor(JobProcessor):
         )
         if settings.max_age_s is not None:
             self.window.state.max_age_ms = settings.max_age_s * 1000
+        if settings.complete_when is not None:
+            self.window.state.complete_fn = load_rule(settings.complete_when).check
         self._input: Subject[tuple[int, int, InstanceReceived, str, int]] = Subject()
         self._subscription = self._input.pipe(self.window, ops.map(self._record)).subscribe(
             on_next=self._publish, on_error=self._failed, scheduler=self.scheduler
@@ -102,7 +105,8 @@ class AeTitleJobProcessor(JobProcessor):
     def required_tags(cls, ae_title: str, processor_settings: Mapping[str, Any]) -> tuple[str, ...]:
         """The ``groupBy`` tag when it is not PatientID/StudyInstanceUID/SeriesInstanceUID."""
         settings, _ = parse_settings(ae_title, processor_settings)
-        return extra_tags(settings.group_by)
+        rule = load_rule(settings.complete_when) if settings.complete_when else None
+        return extra_tags(settings.group_by) + (rule.tags if rule is not None else ())
 
     @classmethod
     def repartition_key(cls, settings: AeTitleSettings) -> Callable[[InstanceReceived], str] | None:

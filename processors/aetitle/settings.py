@@ -19,6 +19,7 @@ from typing import Any
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
+from processors.aetitle.completion import load_rule
 from streams.config import show
 from streams.errors import ConfigError
 from streams.events import PRIORITIES, Priority
@@ -32,7 +33,7 @@ DEFAULT_PRIORITY: Priority = "normal"
 DEFAULT_TIMEOUT_S = 5
 MIN_TIMEOUT_S = 5  # seed: "minimum 5 seconds"; Clara raises smaller values to 5
 PIPELINE_PREFIX = "pipeline-"
-KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge")
+KNOWN_KEYS = ("groupBy", "priority", "timeout", "maxAge", "completeWhen")
 
 GROUP_NAMES = {"patient": PATIENT_ID, "study": STUDY_INSTANCE_UID, "series": SERIES_INSTANCE_UID}
 _KEYWORDS = {
@@ -44,6 +45,7 @@ _HEX4 = "([0-9A-Fa-f]{4})"
 _TAG = re.compile(rf"\({_HEX4},{_HEX4}\)|{_HEX4},{_HEX4}|{_HEX4}{_HEX4}")
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")  # .NET int.TryParse(NumberStyles.Integer)
 _INT32 = (-(2**31), 2**31 - 1)
+RULES_HELP = "use ImagesInAcquisition, NumberOfSeriesRelatedInstances or package.module:function"
 _GROUP_BY_HELP = (
     "use Patient, Study or Series (any case) or a tag as 0010,0020, (0010,0020) or 00100020"
 )
@@ -59,6 +61,7 @@ class AeTitleSettings:
     pipelines: tuple[tuple[str, str], ...]  # (pipeline name, pipeline id), config order
     group_by_keyword: str = ""  # "PatientID", "StudyInstanceUID", ... or "" for other tags
     max_age_s: int | None = None  # a group open longer than this closes (reason max_age)
+    complete_when: str | None = None  # a completion rule (processors/aetitle/completion.py)
 
 
 def format_tag(tag: str) -> str:
@@ -118,6 +121,7 @@ class _Parser:
         self.priority: Priority = DEFAULT_PRIORITY
         self.timeout_s = DEFAULT_TIMEOUT_S
         self.max_age_s: int | None = None
+        self.complete_when: str | None = None
         self.pipelines: dict[str, str] = {}
         self.pipeline_keys: dict[str, str] = {}
         self.saw_pipeline_key = False
@@ -138,6 +142,8 @@ class _Parser:
             self._timeout(value)
         elif key == "maxAge":
             self._max_age(value)
+        elif key == "completeWhen":
+            self._complete_when(value)
         elif key[: len(PIPELINE_PREFIX)].lower() == PIPELINE_PREFIX:
             self._pipeline(key, value)
         else:
@@ -202,6 +208,19 @@ class _Parser:
         else:
             self.max_age_s = number
 
+    def _complete_when(self, value: Any) -> None:
+        if value is None:
+            return  # explicitly off
+        if not isinstance(value, str) or not value.strip():
+            self.problem("completeWhen", f"{show(value)} is not a rule name; {RULES_HELP}")
+            return
+        try:
+            load_rule(value.strip())
+        except ValueError as exc:
+            self.problem("completeWhen", f"{show(value)}: {exc}")
+            return
+        self.complete_when = value.strip()
+
     def _pipeline(self, key: str, value: Any) -> None:
         self.saw_pipeline_key = True
         name = key[len(PIPELINE_PREFIX) :]
@@ -242,12 +261,13 @@ class _Parser:
             pipelines=tuple(self.pipelines.items()),
             group_by_keyword=group_by_keyword(self.group_by),
             max_age_s=self.max_age_s,
+            complete_when=self.complete_when,
         )
         return settings, self.warnings
 
 
 def _unknown_key(key: str) -> str:
-    allowed = "allowed: groupBy, priority, timeout, maxAge and pipeline-<name> keys"
+    allowed = "allowed: groupBy, priority, timeout, maxAge, completeWhen and pipeline-<name> keys"
     if key == "jobRetryDelay":
         return (
             "Clara's jobRetryDelay is not used here (retries are set by submitter.max_attempts "

@@ -37,7 +37,13 @@ from collections.abc import Callable, Hashable, Iterable
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from processors.windows.groups import REASON_MAX_AGE, REASON_TIMEOUT, ClosedGroup, OpenGroup
+from processors.windows.groups import (
+    REASON_COMPLETE,
+    REASON_MAX_AGE,
+    REASON_TIMEOUT,
+    ClosedGroup,
+    OpenGroup,
+)
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -52,12 +58,13 @@ received_at: Callable[[Any], int] = attrgetter("received_at")
 class _Open:
     """An open group (plain slots object: no Rx objects per group)."""
 
-    __slots__ = ("first", "last", "members", "offsets", "opener", "seq")
+    __slots__ = ("born", "first", "last", "members", "offsets", "opener", "seq")
 
     def __init__(self, time: int, seq: int, member: Any, offset: int, opener: Any) -> None:
         self.first = time
         self.last = time
         self.seq = seq
+        self.born = seq  # heap entries older than this belong to a closed predecessor
         self.members = [member]
         self.offsets = [offset]
         self.opener = opener
@@ -115,6 +122,9 @@ class SessionState(Generic[K, T, M]):
         self.on_open = on_open
         self.record_clock = record_clock
         self.max_age_ms = max_age_ms
+        # ``complete_fn(count, newest record)`` -> True closes the group at once (reason
+        # ``complete``): a completion rule, a function of the group's records only.
+        self.complete_fn: Callable[[int, T], bool] | None = None
         self._parts: dict[int, _Partition] = {}
         self._seq = 0
         self._open_instances = 0
@@ -153,10 +163,15 @@ class SessionState(Generic[K, T, M]):
                 group.seq = seq
             elif t < group.first:
                 group.first = t
+            if self.complete_fn is not None and self.complete_fn(len(group.offsets), value):
+                self.close(partition, key, REASON_COMPLETE, group.last)
             return
         group = part.groups[key] = _Open(t, seq, member, offset, value)
         if self.on_open is not None:
             self.on_open(partition, offset)
+        if self.complete_fn is not None and self.complete_fn(1, value):
+            self.close(partition, key, REASON_COMPLETE, t)
+            return
         deadline = self._due(group)[0]
         heapq.heappush(part.heap, (deadline, seq, key))
         if self.record_clock and deadline < part.clock:  # its window has already passed
@@ -196,7 +211,9 @@ class SessionState(Generic[K, T, M]):
         heap, groups = part.heap, part.groups
         while heap and (heap[0][0] <= limit if inclusive else heap[0][0] < limit):
             deadline, seq, key = heapq.heappop(heap)
-            group = groups[key]
+            group = groups.get(key)
+            if group is None or seq < group.born:
+                continue  # the entry of a group closed early (forced, complete)
             actual, reason = self._due(group)
             if actual == deadline and group.seq == seq:
                 del groups[key]
