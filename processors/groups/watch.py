@@ -56,7 +56,7 @@ def render(screen: Screen, *, ae_title: str | None = None) -> RenderableType:
     title = f"open groups ({len(screen.groups)})" + (f" of {ae_title}" if ae_title else "")
     groups = Table(title=title, title_justify="left", expand=True)
     for column in ("AE", "group id", "group by", "n", "age", "due in", "owner"):
-        groups.add_column(column)
+        groups.add_column(column, no_wrap=column == "group id", overflow="fold")
     for row in sorted(screen.groups, key=lambda r: (r.ae_title, r.group.first_received_at)):
         g = row.group
         due = g.deadline - now
@@ -75,7 +75,7 @@ def render(screen: Screen, *, ae_title: str | None = None) -> RenderableType:
     ordered = sorted(screen.jobs, key=lambda j: (j.queued_at, j.job_id))
     jobs = Table(title="recent jobs", title_justify="left", expand=True)
     for column in ("job id", "AE", "pipeline", "state", "attempts", "instances"):
-        jobs.add_column(column)
+        jobs.add_column(column, no_wrap=column == "job id", overflow="fold")
     for job in ordered[-RECENT_JOBS:]:
         jobs.add_row(
             job.job_id, job.ae_title, job.pipeline_name, job.status, str(job.attempts),
@@ -84,7 +84,7 @@ def render(screen: Screen, *, ae_title: str | None = None) -> RenderableType:
     dead = [j for j in ordered if j.status == "dead"]
     letters = Table(title=f"dead letters ({len(dead)})", title_justify="left", expand=True)
     for column in ("job id", "AE", "pipeline", "attempts", "last error"):
-        letters.add_column(column)
+        letters.add_column(column, no_wrap=column == "job id", overflow="fold")
     for job in dead[-RECENT_JOBS:]:
         letters.add_row(
             job.job_id, job.ae_title, job.pipeline_name, str(job.attempts), job.last_error
@@ -103,8 +103,9 @@ def render(screen: Screen, *, ae_title: str | None = None) -> RenderableType:
 
 async def fetch(kafka: Connection, names: TopicNames, ae_title: str | None) -> Screen:
     """One refresh's data, read from the bus."""
-    found = await open_groups(kafka, names.groups, ae_title=ae_title)
-    records = await read_topic(kafka, names.jobs)
+    found, records = await asyncio.gather(
+        open_groups(kafka, names.groups, ae_title=ae_title), read_topic(kafka, names.jobs)
+    )
     ledger = fold((r.key or "", r.envelope) for r in records)
     jobs = [j for j in ledger if ae_title is None or j.ae_title == ae_title]
     now = wall_ms()
