@@ -7,17 +7,19 @@ the real CLI. Every wait is a poll with a deadline; the only sleeps pace the sen
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
 
-from streams.events import GroupClosed, GroupCloseRequested
+from streams.events import GroupClosed, GroupCloseRequested, schema_path, to_dict
 from streams.kafka import Record, read_topic
 from tests.helpers.dicom import make_ct
 from tests.helpers.ops import Adapter, closed_groups, running_adapter
@@ -58,7 +60,7 @@ async def test_groups_list_shows_each_open_group_once_and_close_forces_it(
 ) -> None:
     prefix = unique_name("ops")
     async with running_adapter(
-        kafka_bootstrap, tmp_path, prefix, settings="timeout: 60"
+        kafka_bootstrap, tmp_path, prefix, settings="timeout: 600"
     ) as adapter:
         studies = await _open_studies(adapter, tmp_path, {"PAT-A": 3, "PAT-B": 2, "PAT-C": 1})
         listed = await adapter.groups()
@@ -68,7 +70,12 @@ async def test_groups_list_shows_each_open_group_once_and_close_forces_it(
         for g in listed:
             assert g["ae_title"] == "CLARA-OPS" and g["group_by"] == "(0020,000D)"
             assert g["due_reason"] == "timeout" and g["stale"] is False
-            assert int(g["deadline"]) >= int(g["last_received_at"]) + 60_000  # type: ignore[call-overload]
+            assert int(g["deadline"]) == int(g["last_received_at"]) + 600_000  # type: ignore[call-overload]
+        said = await read_topic(kafka_bootstrap, f"{prefix}.groups")
+        schema = json.loads(schema_path("groups.open").read_text())
+        assert said and {r.envelope.type for r in said} == {"groups.open"}
+        for r in said:  # real records match their JSON Schema
+            jsonschema.validate(to_dict(r.envelope), schema)
         only_a = await adapter.groups("--ae", "CLARA-OPS")
         assert len(only_a) == 3 and await adapter.groups("--ae", "OTHER") == []
         # The human table carries no group key (it may be a Patient ID).
@@ -128,7 +135,7 @@ async def test_a_close_survives_its_owner_being_killed_right_after_the_request(
     surely did not: the survivor must meet the request when it replays the partition."""
     prefix = unique_name("ops-kill")
     async with running_adapter(
-        kafka_bootstrap, tmp_path, prefix, settings="timeout: 60"
+        kafka_bootstrap, tmp_path, prefix, settings="timeout: 600"
     ) as adapter:
         studies = await _open_studies(adapter, tmp_path, {"PAT-K": 4})
         ((study, gid),) = studies.items()

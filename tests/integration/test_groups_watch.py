@@ -53,7 +53,7 @@ async def test_watch_shows_a_group_open_then_its_jobs_and_quits_on_q(
     prefix = unique_name("watch")
     study = generate_uid()
     async with running_adapter(
-        kafka_bootstrap, tmp_path, prefix, settings="timeout: 60", processes=1
+        kafka_bootstrap, tmp_path, prefix, settings="timeout: 600", processes=1
     ) as adapter:
         command = (
             f"COLUMNS=200 LINES=60 {sys.executable} -m processors.cli groups watch "

@@ -63,7 +63,7 @@ async def test_the_page_shows_an_open_group_and_force_closes_it(
     prefix = unique_name("ui")
     study, other = generate_uid(), generate_uid()
     async with running_adapter(
-        kafka_bootstrap, tmp_path, prefix, settings="timeout: 60", processes=1
+        kafka_bootstrap, tmp_path, prefix, settings="timeout: 600", processes=1
     ) as adapter:
         await adapter.send(tmp_path / "s", [make_ct(patient_id="PAT-UI", study_uid=study)])
         await adapter.send(tmp_path / "o", [make_ct(patient_id="PAT-UJ", study_uid=other)] * 2)
@@ -111,6 +111,16 @@ async def test_the_page_shows_an_open_group_and_force_closes_it(
         assert len(browser.find_elements(By.CSS_SELECTOR, "#groups tbody tr")) == 1  # the other
         async with httpx.AsyncClient(timeout=10.0) as client:
             body = (await client.get(f"{url}/throughput", headers=auth)).json()
+            gid = browser.find_element(By.ID, "message").text.split()[
+                4
+            ]  # "close requested for group <id>"
+            again = await client.post(f"{url}/groups/{gid}/close", headers=auth)
+            assert again.status_code == 200 and again.json()["requested"] is False  # a no-op
+            job = (await client.get(f"{url}/jobs", headers=auth)).json()["jobs"][0]
+            retry = await client.post(f"{url}/jobs/{job['job_id']}/retry", headers=auth)
+            assert retry.status_code == 409 and "not dead-lettered" in retry.json()["error"]
+            missing = await client.post(f"{url}/jobs/no-such-job/retry", headers=auth)
+            assert missing.status_code == 404
         assert sum(b["instances"] for b in body["buckets"]) == 1
         assert sum(b["jobs"] for b in body["buckets"]) == len(PIPELINES)
 

@@ -113,3 +113,15 @@ def test_the_terminal_view_shows_groups_jobs_and_dead_letters_without_keys() -> 
     text = console.export_text()
     assert "g-open" in text and "PATIENT-7" not in text and "51s" in text
     assert "j0" in text and "lung" in text and "dead letters (0)" in text
+
+
+def test_an_auditor_reading_groups_open_sees_no_group_key() -> None:
+    from processors.commands.events import short_fields
+    from processors.redact import redact_envelope
+    from streams.events import to_dict
+
+    env = envelope(snap(2, info("g1", key="PATIENT-7")), source="p", time_ms=NOW)
+    assert "PATIENT-7" not in str(redact_envelope(to_dict(env)))
+    assert dict(short_fields(env)) == {
+        "ae": "AE", "partition": "p.instances[2]", "owner": "a", "open": 1,
+    }  # fmt: skip
