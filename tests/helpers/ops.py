@@ -30,10 +30,14 @@ TOKEN = "ops-test-token-0123456789abcdef"
 
 def write_config(path: Path, *, prefix: str, storage: Path, settings: str) -> Path:
     """One config for every role: AE ``AE`` with both pipelines and ``settings`` lines
-    (``timeout: 60``...); an API token for the HTTP routes."""
+    (``timeout: 60``...; ``groupBy`` defaults to Study); an API token for the HTTP
+    routes."""
     storage.mkdir(parents=True, exist_ok=True)
     pipelines = "".join(f"        pipeline-{name}: {pid}\n" for name, pid in PIPELINES.items())
-    extra = "".join(f"        {line}\n" for line in settings.splitlines() if line.strip())
+    lines = [line for line in settings.splitlines() if line.strip()]
+    if not any(line.startswith("groupBy:") for line in lines):
+        lines.insert(0, "groupBy: Study")
+    extra = "".join(f"        {line}\n" for line in lines)
     path.write_text(
         "adapter_id: ops\n"
         f"storage: {storage}\n"
@@ -44,7 +48,6 @@ def write_config(path: Path, *, prefix: str, storage: Path, settings: str) -> Pa
         "  ae_titles:\n"
         f"    - ae_title: {AE}\n"
         "      processorSettings:\n"
-        "        groupBy: Study\n"
         f"{pipelines}{extra}"
     )
     return path

@@ -219,3 +219,33 @@ async def _closes(url: str) -> Counter[str]:
             if sample.name == "dicom_adapter_groups_closed_total":
                 out[sample.labels["reason"]] += int(sample.value)
     return out
+
+
+async def test_close_reaches_a_group_of_a_repartitioned_ae_title(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Grouped by Modality, a group spans patients and lives on the rekeyed topic: the
+    request goes to that topic's partition and the group closes, forced, once."""
+    prefix = unique_name("ops-rekey")
+    async with running_adapter(
+        kafka_bootstrap, tmp_path, prefix, settings="groupBy: (0008,0060)\ntimeout: 600",
+        processes=1,
+    ) as adapter:  # fmt: skip
+        for patient in ("PAT-R1", "PAT-R2"):
+            await adapter.send(tmp_path / patient, [make_ct(patient_id=patient)])
+        rows: list[dict[str, object]] = []
+
+        async def listed() -> bool:
+            rows[:] = await adapter.groups()
+            return len(rows) == 1 and rows[0]["instances"] == 2
+
+        await wait_until(listed, "one CT group of two patients", timeout_s=60)
+        (row,) = rows
+        assert str(row["topic"]).startswith(f"{prefix}.rekeyed.") and row["group_key"] == "CT"
+        done = await asyncio.to_thread(adapter.cli, "close", str(row["group_id"]))
+        assert done.returncode == 0 and "close requested" in done.stdout, done.stderr
+        records = await wait_for_ledger(
+            kafka_bootstrap, adapter.jobs_topic, _forced("CT"), timeout_s=20
+        )
+    (group,) = closed_groups(records)
+    assert len(group.instances) == 2 and len(group.jobs) == len(PIPELINES)
