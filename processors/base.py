@@ -257,6 +257,11 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         default shows none."""
         return ()
 
+    def open_groups_version(self, partition: int) -> int | None:
+        """A value that changes whenever :meth:`open_groups_on` of ``partition`` would
+        change, so the runtime can skip asking; ``None`` (the default): always ask."""
+        return None
+
     def on_covered(self, instance: InstanceReceived, position: InputOffset) -> None:
         """An input already consumed by a ``group.closed`` was skipped (replay).
 

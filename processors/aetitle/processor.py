@@ -198,6 +198,10 @@ class AeTitleJobProcessor(JobProcessor):
             for gid, g in self.groups([partition])
         )
 
+    def open_groups_version(self, partition: int) -> int | None:
+        """The window's change counter of ``partition``."""
+        return self.window.state.changes(partition)
+
     def groups(self, partitions: Iterable[int]) -> list[tuple[str, OpenGroup[str]]]:
         """``(group id, snapshot)`` of every open group of ``partitions``."""
         return [

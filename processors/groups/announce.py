@@ -33,7 +33,8 @@ class Announcements:
     owner: str
     keepalive_ms: int = KEEPALIVE_MS
     max_groups: int = MAX_GROUPS_PER_RECORD
-    _said: dict[Where, tuple[Signature, int]] = field(default_factory=dict)
+    _said: dict[Where, tuple[Signature, int, Sequence[OpenGroupInfo]]] = field(default_factory=dict)
+    _given: dict[Where, Sequence[OpenGroupInfo]] = field(default_factory=dict)
 
     def due(
         self, now_ms: int, current: Mapping[Where, Sequence[OpenGroupInfo]]
@@ -42,11 +43,15 @@ class Announcements:
         partition no longer owned is forgotten (its next owner says it)."""
         out: list[GroupsOpen] = []
         for where, groups in current.items():
-            sig = signature(groups)
             said = self._said.get(where)
-            if said is not None and said[0] == sig and now_ms - said[1] < self.keepalive_ms:
-                continue
+            if (
+                said is not None
+                and now_ms - said[1] < self.keepalive_ms
+                and (said[2] is groups or said[0] == signature(groups))
+            ):
+                continue  # the very list said last time (cheap), or an equal one
             ae_title, topic, partition = where
+            self._given[where] = groups
             kept = tuple(groups[: self.max_groups])
             out.append(
                 GroupsOpen(
@@ -59,7 +64,9 @@ class Announcements:
     def said(self, records: Iterable[GroupsOpen]) -> None:
         """``records`` were acknowledged by Kafka."""
         for r in records:
-            self._said[(r.ae_title, r.topic, r.partition)] = (signature(r.groups), r.published_at)
+            where = (r.ae_title, r.topic, r.partition)
+            given = self._given.pop(where, r.groups)
+            self._said[where] = (signature(given), r.published_at, given)
 
     def forget(self, where: Iterable[Where]) -> None:
         for w in list(where):

@@ -73,7 +73,7 @@ class _Open:
 class _Partition:
     """Per-partition state: open groups (creation order), deadline heap, event clock."""
 
-    __slots__ = ("caught_up", "clock", "groups", "heap")
+    __slots__ = ("caught_up", "changes", "clock", "groups", "heap")
 
     def __init__(self, caught_up: bool) -> None:
         self.groups: dict[Any, _Open] = {}
@@ -82,6 +82,7 @@ class _Partition:
         self.heap: list[tuple[int, int, Any]] = []
         self.clock = _NEVER
         self.caught_up = caught_up
+        self.changes = 0  # bumped when a group opens, grows or closes (what operators see)
 
 
 class SessionState(Generic[K, T, M]):
@@ -122,8 +123,7 @@ class SessionState(Generic[K, T, M]):
         self.on_open = on_open
         self.record_clock = record_clock
         self.max_age_ms = max_age_ms
-        # ``complete_fn(count, newest record)`` -> True closes the group at once (reason
-        # ``complete``): a completion rule, a function of the group's records only.
+        # complete_fn(count, newest record) -> True closes the group now (reason complete)
         self.complete_fn: Callable[[int, T], bool] | None = None
         self._parts: dict[int, _Partition] = {}
         self._seq = 0
@@ -152,6 +152,7 @@ class SessionState(Generic[K, T, M]):
         if key is _NO_KEY:
             key = self.key_fn(value)
         self._seq = seq = self._seq + 1
+        part.changes += 1
         member: Any = value if self.element_fn is None else self.element_fn(value)
         self._open_instances += 1
         group = part.groups.get(key)
@@ -217,6 +218,7 @@ class SessionState(Generic[K, T, M]):
             actual, reason = self._due(group)
             if actual == deadline and group.seq == seq:
                 del groups[key]
+                part.changes += 1
                 found.append((deadline, seq, self._closed(partition, key, group, deadline, reason)))
             else:
                 heapq.heappush(heap, (actual, group.seq, key))
@@ -230,9 +232,9 @@ class SessionState(Generic[K, T, M]):
         """Close the open group of ``key`` on ``partition`` now (e.g. ``forced`` by an
         operator), due at ``at``; False when there is no such open group."""
         part = self._parts.get(partition)
-        group = part.groups.pop(key, None) if part is not None else None
-        if group is None:
+        if part is None or (group := part.groups.pop(key, None)) is None:
             return False
+        part.changes += 1
         self.emit(self._closed(partition, key, group, at, reason))
         return True  # its heap entry is dropped lazily (no group for the key, or a newer one)
 
@@ -369,6 +371,11 @@ class SessionState(Generic[K, T, M]):
             opener=group.opener,
             reason=reason,
         )
+
+    def changes(self, partition: int) -> int:
+        """Moves whenever a group of ``partition`` opens, grows or closes."""
+        part = self._parts.get(partition)
+        return -1 if part is None else part.changes
 
     def open_groups_of(self, partition: int) -> list[OpenGroup[K]]:
         """Snapshots of the open groups of ``partition``, oldest first."""
