@@ -49,6 +49,7 @@ from streams.events import (
     GroupCloseRequested,
     InputOffset,
     InstanceReceived,
+    OpenGroupInfo,
     Priority,
 )
 
@@ -249,6 +250,17 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         """An operator asked to close ``request.group_id`` now; say what happened in a
         word (``closed``, or ``unknown`` when this processor has no such open group)."""
         return "unknown"
+
+    def open_groups_on(self, partition: int) -> tuple[OpenGroupInfo, ...]:
+        """The open groups of ``partition``, oldest first, as operators see them
+        (``groups list``, ``/ui``; the runtime says them on ``<prefix>.groups``). The
+        default shows none."""
+        return ()
+
+    def open_groups_version(self, partition: int) -> int | None:
+        """A value that changes whenever :meth:`open_groups_on` of ``partition`` would
+        change, so the runtime can skip asking; ``None`` (the default): always ask."""
+        return None
 
     def on_covered(self, instance: InstanceReceived, position: InputOffset) -> None:
         """An input already consumed by a ``group.closed`` was skipped (replay).

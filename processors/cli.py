@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jobs",
     "replay",
     "studies",
+    "groups",
     "export",
     "send",
 )

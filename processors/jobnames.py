@@ -87,7 +87,9 @@ def job_id(
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def group_id(ae_title: str, partition: int, first_offset: int) -> str:
     """The id of an open group: uuid5 of its AE title and first input, stable while it
-    is open and the same for every replica and replay (``dicom-adapter groups``)."""
+    is open and the same for every replica and replay (``dicom-adapter groups``).
+    Cached: the open groups are said twice a second, their ids do not change."""
     return str(uuid.uuid5(GROUP_ID_NAMESPACE, f"{ae_title}/{partition}/{first_offset}"))

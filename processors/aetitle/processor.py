@@ -23,6 +23,7 @@ from typing import Any
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
+from processors.aetitle.completion import load_rule
 from processors.aetitle.grouping import extra_tags, group_key_fn
 from processors.aetitle.records import AeGroup, build_group_closed
 from processors.aetitle.settings import (
@@ -44,6 +45,7 @@ from streams.events import (
     GroupUpdated,
     InputOffset,
     InstanceReceived,
+    OpenGroupInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class AeTitleJobProcessor(JobProcessor):
         self.versions: Versions | None = None
         if settings.late_arrivals == LATE_AMEND:
             self.versions = Versions(self.ae_title, settings.late_window_s * 1000)
+        if settings.complete_when is not None:
+            self.window.state.complete_fn = load_rule(settings.complete_when).check
         self._input: Subject[tuple[int, int, InstanceReceived, str, int]] = Subject()
         self._subscription = self._input.pipe(self.window, ops.map(self._record)).subscribe(
             on_next=self._publish, on_error=self._failed, scheduler=self.scheduler
@@ -107,7 +111,8 @@ class AeTitleJobProcessor(JobProcessor):
     def required_tags(cls, ae_title: str, processor_settings: Mapping[str, Any]) -> tuple[str, ...]:
         """The ``groupBy`` tag when it is not PatientID/StudyInstanceUID/SeriesInstanceUID."""
         settings, _ = parse_settings(ae_title, processor_settings)
-        return extra_tags(settings.group_by)
+        rule = load_rule(settings.complete_when) if settings.complete_when else None
+        return extra_tags(settings.group_by) + (rule.tags if rule is not None else ())
 
     @classmethod
     def repartition_key(cls, settings: AeTitleSettings) -> Callable[[InstanceReceived], str] | None:
@@ -182,6 +187,26 @@ class AeTitleJobProcessor(JobProcessor):
                 self.window.state.close(partition, group.key, REASON_FORCED, at)
                 return "closed"
         return "unknown"
+
+    def open_groups_on(self, partition: int) -> tuple[OpenGroupInfo, ...]:
+        """The open groups of ``partition`` with their ids, for operators."""
+        return tuple(
+            OpenGroupInfo(
+                group_id=gid,
+                group_by=self.group_by,
+                group_key=g.key,
+                instances=g.instances,
+                first_received_at=g.first_received_at,
+                last_received_at=g.last_received_at,
+                deadline=g.due,
+                due_reason=g.due_reason,
+            )
+            for gid, g in self.groups([partition])
+        )
+
+    def open_groups_version(self, partition: int) -> int | None:
+        """The window's change counter of ``partition``."""
+        return self.window.state.changes(partition)
 
     def groups(self, partitions: Iterable[int]) -> list[tuple[str, OpenGroup[str]]]:
         """``(group id, snapshot)`` of every open group of ``partitions``."""

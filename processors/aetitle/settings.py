@@ -22,6 +22,7 @@ from typing import Any
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
+from processors.aetitle.completion import load_rule
 from streams.config import show
 from streams.errors import ConfigError
 from streams.events import PRIORITIES, Priority
@@ -43,6 +44,7 @@ KNOWN_KEYS = (
     "jobRetryDelay",
     "lateArrivals",
     "lateWindow",
+    "completeWhen",
 )
 #: Clara's JobPriority numbers (clara-platform jobs.proto: 0 is UNKNOWN) -> our names.
 CLARA_PRIORITY_NUMBERS: dict[int, Priority] = {
@@ -65,6 +67,7 @@ _HEX4 = "([0-9A-Fa-f]{4})"
 _TAG = re.compile(rf"\({_HEX4},{_HEX4}\)|{_HEX4},{_HEX4}|{_HEX4}{_HEX4}")
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")  # .NET int.TryParse(NumberStyles.Integer)
 _INT32 = (-(2**31), 2**31 - 1)
+RULES_HELP = "use ImagesInAcquisition, NumberOfSeriesRelatedInstances or package.module:function"
 _GROUP_BY_HELP = (
     "use Patient, Study or Series (any case) or a tag as 0010,0020, (0010,0020) or 00100020"
 )
@@ -82,6 +85,7 @@ class AeTitleSettings:
     max_age_s: int | None = None  # a group open longer than this closes (reason max_age)
     late_arrivals: str = LATE_NEW_GROUP  # new-group | amend (issue 16: versions)
     late_window_s: int = DEFAULT_LATE_WINDOW_S  # how long after a close a group can be amended
+    complete_when: str | None = None  # a completion rule (processors/aetitle/completion.py)
 
 
 def format_tag(tag: str) -> str:
@@ -143,6 +147,7 @@ class _Parser:
         self.max_age_s: int | None = None
         self.late_arrivals = LATE_NEW_GROUP
         self.late_window_s = DEFAULT_LATE_WINDOW_S
+        self.complete_when: str | None = None
         self.pipelines: dict[str, str] = {}
         self.pipeline_keys: dict[str, str] = {}
         self.saw_pipeline_key = False
@@ -169,6 +174,8 @@ class _Parser:
             self._late_arrivals(value)
         elif key == "lateWindow":
             self._late_window(value)
+        elif key == "completeWhen":
+            self._complete_when(value)
         elif key[: len(PIPELINE_PREFIX)].lower() == PIPELINE_PREFIX:
             self._pipeline(key, value)
         else:
@@ -277,6 +284,19 @@ class _Parser:
         else:
             self.late_window_s = number
 
+    def _complete_when(self, value: Any) -> None:
+        if value is None:
+            return  # explicitly off
+        if not isinstance(value, str) or not value.strip():
+            self.problem("completeWhen", f"{show(value)} is not a rule name; {RULES_HELP}")
+            return
+        try:
+            load_rule(value.strip())
+        except ValueError as exc:
+            self.problem("completeWhen", f"{show(value)}: {exc}")
+            return
+        self.complete_when = value.strip()
+
     def _pipeline(self, key: str, value: Any) -> None:
         self.saw_pipeline_key = True
         name = key[len(PIPELINE_PREFIX) :]
@@ -319,6 +339,7 @@ class _Parser:
             max_age_s=self.max_age_s,
             late_arrivals=self.late_arrivals,
             late_window_s=self.late_window_s,
+            complete_when=self.complete_when,
         )
         return settings, self.warnings
 
@@ -334,8 +355,8 @@ def _integer(value: Any) -> int | None:
 
 def _unknown_key(key: str) -> str:
     allowed = (
-        "allowed: groupBy, priority, timeout, jobRetryDelay, maxAge, lateArrivals, lateWindow "
-        "and pipeline-<name> keys"
+        "allowed: groupBy, priority, timeout, jobRetryDelay, maxAge, lateArrivals, lateWindow, "
+        "completeWhen and pipeline-<name> keys"
     )
     guess = next((k for k in KNOWN_KEYS if k.lower() == key.lower()), None)
     if guess is not None:

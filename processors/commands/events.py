@@ -20,7 +20,7 @@ import orjson
 from aiokafka.structs import TopicPartition
 
 from processors.commands.kafka_args import add_kafka_arguments, load_settings, resolve_kafka
-from processors.commands.redact import redact_envelope
+from processors.redact import redact_envelope
 from streams.errors import BrokerError
 from streams.events import (
     ClockTick,
@@ -31,6 +31,7 @@ from streams.events import (
     ExportProgress,
     ExportRequested,
     GroupClosed,
+    GroupsOpen,
     InstanceReceived,
     InstancesRemoved,
     JobFailed,
@@ -58,8 +59,11 @@ def register(subparsers: Any) -> None:
     add_kafka_arguments(parser)
     parser.add_argument(
         "--topic",
-        choices=["instances", "jobs", "exports", "sources"],
-        help="which topic (default: instances, jobs and exports; sources: heartbeats)",
+        choices=["instances", "jobs", "exports", "sources", "groups"],
+        help=(
+            "which topic (default: instances, jobs and exports; sources: heartbeats; "
+            "groups: the open groups each processor says)"
+        ),
     )
     parser.add_argument(
         "--from-beginning", action="store_true", help="start at the oldest event kept"
@@ -189,6 +193,13 @@ def short_fields(env: Envelope) -> list[tuple[str, object]]:
             ("from", f"{data.calling_ae}@{data.calling_host}"),
             ("sop", data.sop_instance_uid),
             ("size", data.size),
+        ]
+    if isinstance(data, GroupsOpen):
+        return [
+            ("ae", data.ae_title),
+            ("partition", f"{data.topic}[{data.partition}]"),
+            ("owner", data.owner),
+            ("open", len(data.groups) + data.truncated),
         ]
     if isinstance(data, GroupClosed):
         return [

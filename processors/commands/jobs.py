@@ -32,12 +32,13 @@ from processors.commands.manual import (
     publish_group,
     require_files,
 )
-from processors.commands.redact import redact_data
-from processors.submit.state import HistoryEntry, JobLedger, JobState, fold
+from processors.redact import redact_data
+from processors.submit.state import HistoryEntry, JobLedger, JobState
+from processors.submit.views import describe, load_ledger, request_retry, summary
 from streams.config import AdapterConfig
 from streams.errors import UsageError
-from streams.events import GroupClosed, JobRetryRequested, envelope
-from streams.kafka import Connection, EventPublisher, KafkaConnection, read_topic, topic_names
+from streams.events import GroupClosed
+from streams.kafka import Connection, KafkaConnection, topic_names
 
 
 def register(subparsers: Any) -> None:
@@ -155,54 +156,6 @@ def resubmit(
     )
     asyncio.run(publish_group(kafka, topic, job.key, record))
     return record
-
-
-async def load_ledger(kafka: Connection, topic: str) -> JobLedger:
-    """Read ``topic`` from the beginning and fold it."""
-    records = await read_topic(kafka, topic)
-    return fold((r.key or "", r.envelope) for r in records)
-
-
-async def request_retry(
-    kafka: Connection, topic: str, job: JobState, *, requested_by: str, reason: str = ""
-) -> None:
-    """Write ``job.retry_requested`` with the job's key (acks=all)."""
-    record = JobRetryRequested(job.job_id, requested_by=requested_by, reason=reason)
-    env = envelope(record, source="dicom-adapter-jobs", time_ms=int(time.time() * 1000))
-    async with EventPublisher(kafka, client_id="dicom-adapter-jobs") as publisher:
-        await publisher.publish(topic, job.key, env)
-
-
-def describe(job: JobState) -> str:
-    """``submitted``, ``pending``, ``failed (retrying)`` or ``dead``."""
-    return {"failed": "failed (retrying)"}.get(job.status, job.status)
-
-
-def summary(job: JobState) -> dict[str, Any]:
-    """The JSON fields of a job in ``jobs list --json`` (no instance list)."""
-    return {
-        "job_id": job.job_id,
-        "state": job.status,
-        "priority": job.priority,
-        "attempts": job.attempts,
-        "ae_title": job.ae_title,
-        "pipeline_name": job.pipeline_name,
-        "pipeline_id": job.pipeline_id,
-        "name": job.name,
-        "group_key": job.group_key,
-        "instances": len(job.instances),
-        "queued_at": job.queued_at or None,
-        "submitted_at": job.submitted_at or None,
-        "last_failed_at": job.last_failed_at or None,
-        "retry_at": job.retry_at or None,
-        "last_error": job.last_error or None,
-        "platform_job_id": job.platform_job_id or None,
-        "payload_uri": job.payload_uri or None,
-        "retry_requests": job.retry_requests,
-        "files_removed_at": job.files_removed_at or None,
-        "first_received_at": job.first_received_at or None,
-        "last_received_at": job.last_received_at or None,
-    }
 
 
 def detail(job: JobState) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from processors.commands.redact import redact_data
+from processors.redact import redact_data
 from processors.replay import GroupDiff, ReplayedGroup
 
 

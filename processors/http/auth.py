@@ -30,8 +30,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths anyone may call: they carry no patient data and change nothing.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Paths anyone may call: they carry no patient data and change nothing. ``/ui`` is
+#: the static operator page; the data it shows comes from protected routes.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ui"})
 
 NO_CREDENTIALS = (
     "no API credentials are configured on this adapter; set http.auth.tokens (or "

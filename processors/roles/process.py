@@ -25,7 +25,9 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from processors.base import JobProcessor
 from processors.contracts import ProcessorContext
+from processors.groups.api import ops_router
 from processors.http.readiness import NotReadyError, Readiness, ReadyFlag
+from processors.roles.announce import GroupAnnouncer, owner_name
 from processors.roles.busclock import ClockKeeper
 from processors.roles.lane import Lane, processors_group
 from processors.roles.repartition import Repartitioning, repartition_keys
@@ -161,6 +163,11 @@ class ProcessRole:
             done = asyncio.Event()
             repartitioning.start(done)
             helpers = self.keeper.start(publisher, done, repartitioning.gates)
+            announcer = GroupAnnouncer(
+                lambda: self.lanes, publisher, self.names.groups,
+                owner=owner_name(config.adapter_id),
+            )  # fmt: skip
+            helpers.append(asyncio.create_task(announcer.run(done), name="process-groups"))
             try:
                 await _start_processors(config, processors)
                 _mount_routers(self.app, processors)
@@ -301,6 +308,8 @@ def process_role_with(*, group_instance_id: str | None = None) -> Role:
     own)."""
 
     async def role(ctx: RoleContext) -> None:
+        names = topic_names(ctx.config.kafka.topic_prefix)
+        ctx.app.include_router(ops_router(ctx.kafka, names))  # GET /groups, /jobs, /ui
         process = ProcessRole(
             ctx.config,
             topics=ctx.topics,

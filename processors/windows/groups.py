@@ -14,6 +14,7 @@ M = TypeVar("M")
 REASON_TIMEOUT = "timeout"  # quiet for the timeout
 REASON_MAX_AGE = "max_age"  # open for maxAge
 REASON_FORCED = "forced"  # an operator closed it (group.close_requested)
+REASON_COMPLETE = "complete"  # a completion rule said it is complete (completeWhen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,13 @@ from collections.abc import Callable, Hashable, Iterable
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from processors.windows.groups import REASON_MAX_AGE, REASON_TIMEOUT, ClosedGroup, OpenGroup
+from processors.windows.groups import (
+    REASON_COMPLETE,
+    REASON_MAX_AGE,
+    REASON_TIMEOUT,
+    ClosedGroup,
+    OpenGroup,
+)
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -52,12 +58,13 @@ received_at: Callable[[Any], int] = attrgetter("received_at")
 class _Open:
     """An open group (plain slots object: no Rx objects per group)."""
 
-    __slots__ = ("first", "last", "members", "offsets", "opener", "seq")
+    __slots__ = ("born", "first", "last", "members", "offsets", "opener", "seq")
 
     def __init__(self, time: int, seq: int, member: Any, offset: int, opener: Any) -> None:
         self.first = time
         self.last = time
         self.seq = seq
+        self.born = seq  # heap entries older than this belong to a closed predecessor
         self.members = [member]
         self.offsets = [offset]
         self.opener = opener
@@ -66,7 +73,7 @@ class _Open:
 class _Partition:
     """Per-partition state: open groups (creation order), deadline heap, event clock."""
 
-    __slots__ = ("caught_up", "clock", "groups", "heap")
+    __slots__ = ("caught_up", "changes", "clock", "groups", "heap")
 
     def __init__(self, caught_up: bool) -> None:
         self.groups: dict[Any, _Open] = {}
@@ -75,6 +82,7 @@ class _Partition:
         self.heap: list[tuple[int, int, Any]] = []
         self.clock = _NEVER
         self.caught_up = caught_up
+        self.changes = 0  # bumped when a group opens, grows or closes (what operators see)
 
 
 class SessionState(Generic[K, T, M]):
@@ -115,6 +123,8 @@ class SessionState(Generic[K, T, M]):
         self.on_open = on_open
         self.record_clock = record_clock
         self.max_age_ms = max_age_ms
+        # complete_fn(count, newest record) -> True closes the group now (reason complete)
+        self.complete_fn: Callable[[int, T], bool] | None = None
         self._parts: dict[int, _Partition] = {}
         self._seq = 0
         self._open_instances = 0
@@ -142,6 +152,7 @@ class SessionState(Generic[K, T, M]):
         if key is _NO_KEY:
             key = self.key_fn(value)
         self._seq = seq = self._seq + 1
+        part.changes += 1
         member: Any = value if self.element_fn is None else self.element_fn(value)
         self._open_instances += 1
         group = part.groups.get(key)
@@ -153,10 +164,15 @@ class SessionState(Generic[K, T, M]):
                 group.seq = seq
             elif t < group.first:
                 group.first = t
+            if self.complete_fn is not None and self.complete_fn(len(group.offsets), value):
+                self.close(partition, key, REASON_COMPLETE, group.last)
             return
         group = part.groups[key] = _Open(t, seq, member, offset, value)
         if self.on_open is not None:
             self.on_open(partition, offset)
+        if self.complete_fn is not None and self.complete_fn(1, value):
+            self.close(partition, key, REASON_COMPLETE, t)
+            return
         deadline = self._due(group)[0]
         heapq.heappush(part.heap, (deadline, seq, key))
         if self.record_clock and deadline < part.clock:  # its window has already passed
@@ -196,10 +212,13 @@ class SessionState(Generic[K, T, M]):
         heap, groups = part.heap, part.groups
         while heap and (heap[0][0] <= limit if inclusive else heap[0][0] < limit):
             deadline, seq, key = heapq.heappop(heap)
-            group = groups[key]
+            group = groups.get(key)
+            if group is None or seq < group.born:
+                continue  # the entry of a group closed early (forced, complete)
             actual, reason = self._due(group)
             if actual == deadline and group.seq == seq:
                 del groups[key]
+                part.changes += 1
                 found.append((deadline, seq, self._closed(partition, key, group, deadline, reason)))
             else:
                 heapq.heappush(heap, (actual, group.seq, key))
@@ -213,9 +232,9 @@ class SessionState(Generic[K, T, M]):
         """Close the open group of ``key`` on ``partition`` now (e.g. ``forced`` by an
         operator), due at ``at``; False when there is no such open group."""
         part = self._parts.get(partition)
-        group = part.groups.pop(key, None) if part is not None else None
-        if group is None:
+        if part is None or (group := part.groups.pop(key, None)) is None:
             return False
+        part.changes += 1
         self.emit(self._closed(partition, key, group, at, reason))
         return True  # its heap entry is dropped lazily (no group for the key, or a newer one)
 
@@ -352,6 +371,11 @@ class SessionState(Generic[K, T, M]):
             opener=group.opener,
             reason=reason,
         )
+
+    def changes(self, partition: int) -> int:
+        """Moves whenever a group of ``partition`` opens, grows or closes."""
+        part = self._parts.get(partition)
+        return -1 if part is None else part.changes
 
     def open_groups_of(self, partition: int) -> list[OpenGroup[K]]:
         """Snapshots of the open groups of ``partition``, oldest first."""

@@ -8,6 +8,7 @@ from streams.events.control import (
     SourceHeartbeat,
 )
 from streams.events.keys import RecordKeys, is_hashed_key
+from streams.events.opengroups import GroupsOpen, OpenGroupInfo
 from streams.events.records import (
     EXPORT_STATUSES,
     GROUP_CLOSED,
@@ -72,6 +73,7 @@ __all__ = [
     "GroupClosed",
     "GroupInstance",
     "GroupUpdated",
+    "GroupsOpen",
     "InputOffset",
     "InstanceReceived",
     "InstancesRemoved",
@@ -79,6 +81,7 @@ __all__ = [
     "JobRetryRequested",
     "JobSpec",
     "JobSubmitted",
+    "OpenGroupInfo",
     "Priority",
     "RecordKeys",
     "SourceHeartbeat",

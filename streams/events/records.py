@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from streams.events.control import ClockTick, GroupCloseRequested, SourceHeartbeat
+from streams.events.opengroups import GroupsOpen
 
 Priority = Literal["lower", "normal", "higher", "immediate"]
 PRIORITIES: tuple[Priority, ...] = ("lower", "normal", "higher", "immediate")
@@ -317,6 +318,7 @@ EventData = (
     | SourceHeartbeat
     | ClockTick
     | GroupCloseRequested
+    | GroupsOpen
 )
 
 

@@ -36,6 +36,7 @@ from streams.events.export_decoders import (
     export_requested,
     export_retry_requested,
 )
+from streams.events.opengroups import GROUPS_OPEN, GroupsOpen, groups_open
 from streams.events.records import (
     EXPORT_COMPLETED,
     EXPORT_FAILED,
@@ -209,6 +210,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], EventData]] = {
     SOURCE_HEARTBEAT: source_heartbeat,
     CLOCK_TICK: clock_tick,
     GROUP_CLOSE_REQUESTED: group_close_requested,
+    GROUPS_OPEN: groups_open,
 }
 
 _TYPES: dict[type[Any], str] = {
@@ -227,6 +229,7 @@ _TYPES: dict[type[Any], str] = {
     SourceHeartbeat: SOURCE_HEARTBEAT,
     ClockTick: CLOCK_TICK,
     GroupCloseRequested: GROUP_CLOSE_REQUESTED,
+    GroupsOpen: GROUPS_OPEN,
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)

@@ -43,6 +43,7 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
     sources, exports = f"{prefix}.sources", f"{prefix}.exports"
     # DescribeConfigs: every role checks the settings of existing topics at start.
     create = Acl("topic", f"{prefix}.", ("Create", "Describe", "DescribeConfigs"), "prefixed")
+    groups = f"{prefix}.groups"
     table: dict[str, tuple[Acl, ...]] = {
         # Instances, and heartbeats saying what the SCP still owes (docs/processing.md).
         "scp": (create, Acl("topic", instances, ("Write",)), Acl("topic", sources, ("Write",))),
@@ -52,6 +53,8 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
             Acl("topic", instances, ("Read", "Write")),
             Acl("topic", jobs, ("Read", "Write")),
             Acl("topic", sources, ("Read", "Write")),
+            # Says its open groups; reads them back for GET /groups and /ui.
+            Acl("topic", groups, ("Read", "Write")),
             # Repartitioned AE titles: copies in transactions, read back by the lanes.
             Acl("topic", f"{prefix}.rekeyed.", ("Read", "Write"), "prefixed"),
             Acl("group", f"{prefix}.processors.", ("Read",), "prefixed"),
@@ -72,9 +75,12 @@ def role_acls(role: str, kafka: KafkaConfig) -> tuple[Acl, ...]:
             Acl("group", f"{prefix}.exporter", ("Read",)),
         ),
         "cli": (
-            Acl("topic", instances, ("Read",)),
+            # Write on instances and rekeyed topics: groups close (group.close_requested).
+            Acl("topic", instances, ("Read", "Write")),
+            Acl("topic", f"{prefix}.rekeyed.", ("Write",), "prefixed"),
             Acl("topic", jobs, ("Read", "Write")),
             Acl("topic", sources, ("Read",)),
+            Acl("topic", groups, ("Read",)),
             Acl("topic", exports, ("Read", "Write")),
         ),
     }

@@ -51,7 +51,13 @@ def min_insync_replicas(kafka: KafkaConfig) -> int | None:
 
 
 def wanted_configs(
-    kafka: KafkaConfig, instances: str, jobs: str, sources: str, exports: str
+    kafka: KafkaConfig,
+    instances: str,
+    jobs: str,
+    sources: str,
+    exports: str,
+    *,
+    groups: str | None = None,
 ) -> dict[str, dict[str, str]]:
     """Topic-level settings the adapter creates its topics with.
 
@@ -59,7 +65,9 @@ def wanted_configs(
       docs/processing.md "Time"), deleted after ``kafka.retention.instances_hours``;
     * jobs and exports: the ledgers, every record kept (compaction would keep only the
       last record of each key) for ``kafka.retention.{jobs,exports}_hours`` (unlimited);
-    * sources: the last heartbeat of each source (compacted).
+    * sources: the last heartbeat of each source (compacted);
+    * groups: the last list of open groups of each AE title and partition (compacted
+      often: it is said again every few seconds).
 
     Every topic gets ``min.insync.replicas`` when replicated (acks=all then means that
     many copies).
@@ -84,6 +92,12 @@ def wanted_configs(
         "segment.ms": "3600000",
         TIMESTAMP_TYPE: "LogAppendTime",
     }
+    if groups is not None:
+        out[groups] = {
+            CLEANUP_POLICY: "compact",
+            "segment.ms": "600000",
+            "min.cleanable.dirty.ratio": "0.1",
+        }
     isr = min_insync_replicas(kafka)
     if isr is not None:
         for settings in out.values():

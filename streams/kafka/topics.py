@@ -35,15 +35,16 @@ class TopicNames:
     jobs: str
     sources: str
     exports: str
+    groups: str
 
     def all(self) -> tuple[str, ...]:
         """Every name, instances first."""
-        return (self.instances, self.jobs, self.sources, self.exports)
+        return (self.instances, self.jobs, self.sources, self.exports, self.groups)
 
 
 def topic_names(prefix: str) -> TopicNames:
-    """``<prefix>.instances``, ``.jobs``, ``.sources`` and ``.exports``; a bad prefix is a
-    :class:`ConfigError`."""
+    """``<prefix>.instances``, ``.jobs``, ``.sources``, ``.exports`` and ``.groups``; a bad
+    prefix is a :class:`ConfigError`."""
     longest = f"{prefix}.instances"
     if not prefix or not _LEGAL.match(prefix) or len(longest) > _MAX_TOPIC:
         raise ConfigError(
@@ -57,6 +58,7 @@ def topic_names(prefix: str) -> TopicNames:
         jobs=f"{prefix}.jobs",
         sources=f"{prefix}.sources",
         exports=f"{prefix}.exports",
+        groups=f"{prefix}.groups",
     )
 
 
@@ -86,7 +88,8 @@ def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
     """The adapter's topics with their partition counts: the one place that knows them.
 
     ``<prefix>.sources`` (heartbeats, keyed by source) has one partition: every
-    processor reads all of it.
+    processor reads all of it; so has ``<prefix>.groups`` (open groups, one record per
+    AE title and partition): every reader reads all of it.
     """
     names = topic_names(kafka.topic_prefix)
     return {
@@ -94,6 +97,7 @@ def adapter_topics(kafka: KafkaConfig) -> dict[str, int]:
         names.jobs: kafka.partitions,
         names.sources: 1,
         names.exports: kafka.partitions,
+        names.groups: 1,
     }
 
 
@@ -101,7 +105,9 @@ def adapter_topic_configs(kafka: KafkaConfig) -> dict[str, dict[str, str]]:
     """Topic-level settings given at creation, per topic (see
     :func:`~streams.kafka.topicconfig.wanted_configs`)."""
     names = topic_names(kafka.topic_prefix)
-    return wanted_configs(kafka, names.instances, names.jobs, names.sources, names.exports)
+    return wanted_configs(
+        kafka, names.instances, names.jobs, names.sources, names.exports, groups=names.groups
+    )
 
 
 def retention_settings(kafka: KafkaConfig) -> dict[str, str]:

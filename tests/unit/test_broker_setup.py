@@ -113,6 +113,12 @@ def test_topic_names_follow_the_prefix() -> None:
     names = topic_names("dicom")
     assert (names.instances, names.jobs) == ("dicom.instances", "dicom.jobs")
     assert (names.sources, names.exports) == ("dicom.sources", "dicom.exports")
-    assert names.all() == ("dicom.instances", "dicom.jobs", "dicom.sources", "dicom.exports")
+    assert names.all() == (
+        "dicom.instances",
+        "dicom.jobs",
+        "dicom.sources",
+        "dicom.exports",
+        "dicom.groups",
+    )
     with pytest.raises(ConfigError, match=r"kafka\.topic_prefix"):
         topic_names("bad prefix/")

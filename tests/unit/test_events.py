@@ -18,12 +18,14 @@ from streams.events import (
     GroupClosed,
     GroupCloseRequested,
     GroupInstance,
+    GroupsOpen,
     InputOffset,
     InstanceReceived,
     InstancesRemoved,
     JobFailed,
     JobSpec,
     JobSubmitted,
+    OpenGroupInfo,
     SourceHeartbeat,
     decode,
     encode,
@@ -108,6 +110,29 @@ heartbeats = st.builds(
 )
 ticks = st.builds(ClockTick, ms, text)
 close_requests = st.builds(GroupCloseRequested, text.filter(bool), text.filter(bool), text, text)
+open_groups = st.builds(
+    GroupsOpen,
+    ae_title=text.filter(bool),
+    topic=text.filter(bool),
+    partition=st.integers(0, 1000),
+    owner=text,
+    published_at=ms,
+    groups=st.lists(
+        st.builds(
+            OpenGroupInfo,
+            group_id=text.filter(bool),
+            group_by=text,
+            group_key=text,
+            instances=st.integers(0, 10**6),
+            first_received_at=ms,
+            last_received_at=ms,
+            deadline=ms,
+            due_reason=st.sampled_from(["timeout", "max_age"]),
+        ),
+        max_size=3,
+    ).map(tuple),
+    truncated=st.integers(0, 10**6),
+)
 any_record = st.one_of(
     instance_received,
     group_closed,
@@ -117,6 +142,7 @@ any_record = st.one_of(
     heartbeats,
     ticks,
     close_requests,
+    open_groups,
 )
 
 

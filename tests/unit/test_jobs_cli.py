@@ -130,7 +130,7 @@ def test_json_hides_patient_identifiers_unless_show_phi() -> None:
 
 
 def test_redaction_keeps_uids_and_hashed_keys() -> None:
-    from processors.commands.redact import REDACTED, redact_data, redact_envelope
+    from processors.redact import REDACTED, redact_data, redact_envelope
     from streams.events import RecordKeys
 
     hashed = RecordKeys()("AET1", "PATIENT-SECRET")

@@ -35,6 +35,7 @@ TOPICS = {
     "export.failed": "exports",
     "export.retry_requested": "exports",
     "source.heartbeat": "sources",
+    "groups.open": "groups",
 }
 
 _ROW = re.compile(r"^\| `([a-z_.]+)` \| (\w+) \| `([^`]*)` \|")

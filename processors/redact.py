@@ -4,7 +4,8 @@ The events keep the Patient ID (``patient_id``) and whatever tags a processor as
 for (``tags``: Patient Name, Birth Date...), because processors need them; an auditor
 reading the log usually does not. Hidden: ``patient_id``, every ``tags`` value, a
 ``group_key`` unless it is a Study or Series Instance UID (a Patient ID, or the value
-of any other grouping tag, may identify a patient), and a record key written before
+of any other grouping tag, may identify a patient; also in the ``groups`` list of a
+``groups.open``), and a record key written before
 keys were hashed (``<AE>/<PatientID>``). The fields stay, so scripts keep working.
 """
 
@@ -30,6 +31,9 @@ def redact_data(data: Mapping[str, Any]) -> dict[str, Any]:
         out["tags"] = dict.fromkeys(tags, REDACTED)
     if out.get("group_key") and out.get("group_by") not in UID_GROUPINGS:
         out["group_key"] = REDACTED
+    groups = out.get("groups")  # groups.open: a list of open groups, each with its key
+    if isinstance(groups, list):
+        out["groups"] = [redact_data(g) if isinstance(g, Mapping) else g for g in groups]
     key = out.get("key")
     if isinstance(key, str) and key and not is_hashed_key(key):
         out["key"] = REDACTED
