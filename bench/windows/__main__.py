@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "events), eos (projection, exactly-once, changelog topics); '' for none "
         "(default projection,whole)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also run the runtime from this source tree (e.g. a git worktree of an older "
+        "commit), interleaved with ours: an A/B of two builds in one run",
+    )
     parser.add_argument("--no-inproc", action="store_true", help="skip in-process figures")
     parser.add_argument(
         "--profile", action="store_true", help="run our side(s) under pyinstrument (see --work)"
@@ -189,7 +196,10 @@ async def _run_all(
                 )
                 if spec.input_topic not in produced:
                     start = time.perf_counter()
-                    await produce(bootstrap, spec.input_topic, dataset.events)
+                    # the runtime closes groups by the clock ticks in its log
+                    ticked = tag.startswith("ours")
+                    events = dataset.with_ticks(args.partitions) if ticked else dataset.events
+                    await produce(bootstrap, spec.input_topic, events)
                     await produce(bootstrap, spec.input_topic, dataset.sentinels(args.partitions))
                     produce_s.append(time.perf_counter() - start)
                     produced.add(spec.input_topic)
@@ -232,7 +242,9 @@ def _sides(
     def profile_path(prefix: str) -> str | None:
         return str(work / f"{prefix}.profile.txt") if args.profile else None
 
-    def runtime(tuned: tuple[str, ...]) -> Callable[[str, str], SideSpec]:
+    def runtime(
+        tuned: tuple[str, ...], root: str = cwd, name: str | None = None
+    ) -> Callable[[str, str], SideSpec]:
         def make(prefix: str, _shared: str) -> SideSpec:
             config = work / f"{prefix}.config.json"
             ours_side.write_config(
@@ -246,9 +258,10 @@ def _sides(
                 bootstrap,
                 config=config,
                 prefix=prefix,
-                cwd=cwd,
+                cwd=root,
                 profile=profile_path(prefix),
                 tuned=tuned,
+                name=name,
             )
 
         return make
@@ -262,6 +275,9 @@ def _sides(
     for mode in _ours_modes(args.ours):
         if mode == "runtime":
             factories.append(("ours", runtime(())))
+            if args.baseline is not None:
+                base = str(args.baseline.resolve())
+                factories.append(("ours-b", runtime((), base, "ours (baseline)")))
             if args.what_if.strip():
                 factories.append(("ours-w", runtime(tuple(args.what_if.split()))))
         else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from streams.events import SCHEMA_VERSION
+from streams.events import SCHEMA_VERSION, RecordKeys
 
 AE_TITLE = "BENCH"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -63,6 +63,23 @@ class Dataset:
     def counted_events(self) -> int:
         """Events that belong to counted sessions."""
         return len(self.events)
+
+    def with_ticks(self, partitions: int) -> tuple[Event, ...]:
+        """The events with the bus clock written into the log, as a live run leaves it.
+
+        The processor runtime closes groups only by ``clock.tick`` records
+        (docs/processing.md, "Time"): after each round, one tick per partition at the
+        round's last event time + timeout + 1 s, before the next round starts -- what the
+        ticker writes once the bus watermark passes the round's deadlines. Quix ignores
+        ticks, so its sides read the log without them (:attr:`events`).
+        """
+        per_round = len(self.events) // self.rounds
+        out: list[Event] = []
+        for r in range(self.rounds):
+            out.extend(self.events[r * per_round : (r + 1) * per_round])
+            at = self.base_ms + r * ROUND_STRIDE_MS + ROUND_SPAN_MS + self.timeout_ms + 1000
+            out.extend(_tick(p, at) for p in range(partitions))
+        return tuple(out)
 
     def sentinels(self, partitions: int) -> tuple[Event, ...]:
         """One far-future event per partition that closes every session by event time."""
@@ -132,6 +149,9 @@ def generate(
         base_ms = (int(time.time()) - 1800) * 1000
     per_session = events // (keys * rounds)
     per_round = keys * per_session
+    # the record keys an SCP writes (the public lab secret, as the bench's adapters use)
+    record_key = RecordKeys()
+    keys_of = [record_key(AE_TITLE, patient(k)).encode() for k in range(keys)]
     out: list[Event] = []
     for r in range(rounds):
         start = base_ms + r * ROUND_STRIDE_MS
@@ -141,12 +161,27 @@ def generate(
             pid = patient(k)
             out.append(
                 Event(
-                    key=f"{AE_TITLE}/{pid}".encode(),
+                    key=keys_of[k],
                     value=_value(pid, k, r, r * per_round + i, t),
                     timestamp_ms=t,
                 )
             )
     return Dataset(tuple(out), keys, rounds, per_session, timeout_ms, base_ms)
+
+
+def _tick(partition: int, watermark: int) -> Event:
+    """A ``clock.tick`` of ``partition`` at ``watermark`` (key and form of the ticker's)."""
+    value = orjson.dumps(
+        {
+            "type": "clock.tick",
+            "version": SCHEMA_VERSION,
+            "id": f"00000000-0000-4000-9000-{partition:04d}{watermark % 10**8:08d}",
+            "time": watermark,
+            "source": "bench",
+            "data": {"watermark": watermark, "writer": "bench"},
+        }
+    )
+    return Event(key=b"clock", value=value, timestamp_ms=watermark, partition=partition)
 
 
 def _value(pid: str, key_no: int, round_no: int, serial: int, received_at: int) -> bytes:

@@ -113,11 +113,14 @@ def runtime_spec(
     log_level: str = "WARNING",
     profile: str | None = None,
     tuned: tuple[str, ...] = (),
+    name: str | None = None,
 ) -> SideSpec:
     """``dicom-adapter process`` (the real runtime) as a child process.
 
     With ``profile`` it runs under pyinstrument (text report written there on exit);
     with ``tuned`` (:mod:`bench.windows.ours_tuned` options) through that what-if wrapper.
+    ``cwd`` is the source tree it runs from (``python -m`` imports from there first), so
+    a worktree of another commit runs that commit's runtime: ``name`` tells them apart.
     """
     runner = [sys.executable]
     if profile:
@@ -127,12 +130,12 @@ def runtime_spec(
         entry = ["-m", "bench.windows.ours_tuned", *tuned, "--"]
     cli = [*entry, "--log-level", log_level, "process"]
     argv = [*runner, *cli, "--config", str(config), "--kafka", bootstrap]
-    # consumer group of the process role: processors.runtime.processors_group(prefix)
-    name = " ".join(["ours", *tuned])
+    # consumer group of the AE title's lane: processors.roles.lane.processors_group
+    name = name or " ".join(["ours", *tuned])
     return SideSpec(
         name,
         argv,
-        f"{prefix}.processors",
+        f"{prefix}.processors.{AE_TITLE}",
         f"{prefix}.jobs",
         parse_group_closed,
         input_topic=f"{prefix}.instances",
