@@ -24,6 +24,12 @@ from streams.config.security import KafkaSecurity
 from streams.errors import AdapterError, UsageError
 from streams.tls import client_context
 
+#: A group leader that assigns while the broker's metadata still lacks a topic (just
+#: after an outage) gives nobody its partitions; the group rejoins once a metadata
+#: refresh shows them. aiokafka's default refresh is 5 minutes (chaos seed 2026: the
+#: submitter sat on no partitions past the 150 s the run allows to settle).
+METADATA_MAX_AGE_MS = 15_000
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaConnection:
@@ -50,10 +56,12 @@ class KafkaConnection:
     def consumer(
         self, *, client_id: str, group_id: str | None = None, **settings: Any
     ) -> AIOKafkaConsumer:
-        """A consumer (not started): manual commits, ``earliest`` without a commit."""
+        """A consumer (not started): manual commits, ``earliest`` without a commit, and
+        metadata refreshed every :data:`METADATA_MAX_AGE_MS`."""
         kwargs: dict[str, Any] = {
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
+            "metadata_max_age_ms": METADATA_MAX_AGE_MS,
             **self.options,
             **settings,
         }
