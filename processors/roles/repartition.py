@@ -35,9 +35,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalStateError, KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from processors.roles.repartition_gate import RepartitionGate
 from processors.runtime import processor_classes
 from streams.config import AdapterConfig
 from streams.events import EventDecodeError, InstanceReceived, decode
@@ -98,6 +99,7 @@ class Repartitioner:
         client_id: str,
         max_records: int = 500,
         poll_ms: int = 100,
+        retry_s: float = 1.0,
     ) -> None:
         self.kafka = kafka
         self.ae_title = ae_title
@@ -109,8 +111,10 @@ class Repartitioner:
         self.client_id = client_id
         self.max_records = max_records
         self.poll_ms = poll_ms
+        self.retry_s = retry_s
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._reseek: set[int] = set()
+        self._unowned: set[int] = set()  # assigned, but the producer could not start yet
         # A rebalance callback must not stop a producer inside a transaction: aiokafka's
         # commit then waits forever for an end the stopped sender never reports.
         self._owning = asyncio.Lock()
@@ -129,6 +133,8 @@ class Repartitioner:
         await consumer.start()
         try:
             while not stop.is_set():
+                if self._unowned:
+                    await self._take_unowned(consumer)
                 batches = await consumer.getmany(
                     timeout_ms=self.poll_ms, max_records=self.max_records
                 )
@@ -191,13 +197,49 @@ class Repartitioner:
             )
             for p in fresh
         }
-        await asyncio.gather(*(producer.start() for producer in producers.values()))
-        self._producers.update(producers)
-        self._reseek.update(fresh)
-        log.info("repartitioner %s: copying partitions %s", self.ae_title, sorted(partitions))
+        started = await asyncio.gather(
+            *(producer.start() for producer in producers.values()), return_exceptions=True
+        )
+        for (p, producer), result in zip(producers.items(), started, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled
+            if result is None:
+                self._producers[p] = producer
+                self._unowned.discard(p)
+                self._reseek.add(p)
+                continue
+            # A broker that just came back may not know a coordinator yet: its batches
+            # are not copied (nor committed) until the run loop takes it again.
+            self._unowned.add(p)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            log.warning(
+                "repartitioner %s: cannot take partition %d yet (%s); trying again",
+                self.ae_title,
+                p,
+                result,
+            )
+        log.info("repartitioner %s: copying partitions %s", self.ae_title, sorted(self._producers))
+
+    async def _take_unowned(self, consumer: Any) -> None:
+        """Start the producers :meth:`_acquire` could not, then read those partitions
+        again from their commit (what was fetched meanwhile was not copied)."""
+        async with self._owning:
+            waiting = sorted(self._unowned)
+            await self._acquire(waiting)
+        for p in waiting:
+            tp = TopicPartition(self.source, p)
+            if p in self._producers and p in self._reseek and tp in consumer.assignment():
+                self._reseek.discard(p)
+                committed = await consumer.committed(tp)
+                with contextlib.suppress(IllegalStateError):
+                    consumer.seek(tp, committed or 0)
+        if self._unowned:
+            await asyncio.sleep(self.retry_s)
 
     async def _release(self, partitions: list[int]) -> None:
         self._reseek.difference_update(partitions)
+        self._unowned.difference_update(partitions)
         producers = [self._producers.pop(p) for p in partitions if p in self._producers]
         for producer in producers:
             with contextlib.suppress(KafkaError):
@@ -215,44 +257,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.owner._owning:
             await self.owner._acquire(sorted(tp.partition for tp in assigned))
-
-
-class RepartitionGate:
-    """Whether a tick may be written to an AE title's rekeyed partitions now: the
-    repartitioner's committed offsets reached the current end of every instances
-    partition (called after the watermark was read; see the module docstring)."""
-
-    def __init__(self, kafka: KafkaConnection, *, source: str, group_id: str, client_id: str):
-        self.kafka = kafka
-        self.source = source
-        self.group_id = group_id
-        self.client_id = client_id
-        self.partitions = 0  # the instances topic's count, set before the first call
-        self._consumer: Any = None
-        self._admin: Any = None
-
-    async def __call__(self) -> bool:
-        if self._consumer is None:
-            self._consumer = self.kafka.consumer(client_id=f"{self.client_id}-gate")
-            self._admin = self.kafka.admin(client_id=f"{self.client_id}-gate")
-            await self._consumer.start()
-            await self._admin.start()
-        tps = [TopicPartition(self.source, p) for p in range(self.partitions)]
-        ends = await self._consumer.end_offsets(tps)
-        committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
-        for tp in tps:
-            done = committed.get(tp)
-            if ends[tp] > 0 and (done is None or done.offset < ends[tp]):
-                return False
-        return True
-
-    async def close(self) -> None:
-        """Stop the clients."""
-        with contextlib.suppress(KafkaError):
-            if self._consumer is not None:
-                await self._consumer.stop()
-            if self._admin is not None:
-                await self._admin.close()
 
 
 class Repartitioning:
