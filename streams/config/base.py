@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     ValidationError,
 )
@@ -56,8 +57,13 @@ def hours_or_never(value: Any) -> float | None:
     return hours
 
 
-#: Hours, or ``None`` meaning "never" (kept without limit).
-Hours = Annotated[float | None, PlainValidator(hours_or_never)]
+def _hours_out(value: float | None) -> float | str:
+    return NEVER if value is None else value
+
+
+#: Hours, or ``None`` meaning "never" (kept without limit); dumped as the word, so a
+#: dumped config reads back (``null`` would be "no value").
+Hours = Annotated[float | None, PlainValidator(hours_or_never), PlainSerializer(_hours_out)]
 
 
 class StrictModel(BaseModel):

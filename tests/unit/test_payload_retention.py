@@ -13,7 +13,7 @@ import pytest
 from processors.cli import main
 from processors.reclaim import ReclaimService
 from processors.reclaim.service import MAX_SWEEP_INTERVAL_S, sweep_interval
-from streams.config import load_config
+from streams.config import AdapterConfig, load_config
 from streams.errors import ConfigError
 from streams.events import Envelope, GroupInstance, InstancesRemoved, JobSubmitted
 from streams.storage import stage_payload
@@ -67,6 +67,18 @@ def test_a_bad_payload_retention_names_the_key_and_the_fix(tmp_path: Path, value
     (line,) = caught.value.problems
     assert line.startswith("submitter.payload_retention_hours: "), line
     assert "or never" in line, line
+
+
+def test_a_config_with_never_dumps_to_json_and_reads_back() -> None:
+    """Roles in tests (and tools) hand a config over as JSON: ``never`` must survive
+    the trip (``null`` reads as "no value", a config error)."""
+    config = AdapterConfig.model_validate(
+        {"submitter": {"kind": "kafka", "payload_retention_hours": "never"}}
+    )
+    assert config.kafka.retention.jobs_hours is None  # the default: never
+    again = AdapterConfig.model_validate_json(config.model_dump_json())
+    assert again.submitter.payload_retention_hours is None
+    assert again.kafka.retention == config.kafka.retention
 
 
 def test_the_sweep_runs_often_enough_for_the_retention() -> None:
