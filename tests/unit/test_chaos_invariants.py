@@ -104,6 +104,24 @@ def test_files_left_for_a_submitted_group_or_lost_for_an_unsubmitted_one() -> No
     assert not any("1.2.1.1.1 of unsubmitted" in v for v in verdict.violations)
 
 
+def test_a_job_mixing_studies_is_dead_when_one_of_them_is_refused() -> None:
+    """Chaos seeds 2030, 2035, 2044, 2046: a group by Modality held instances of the
+    refused study and of others; the platform refused the whole job."""
+    other = Instance("CHAOS-ST", "CHAOS-P2", "1.2.9", "1.2.9.1", "1.2.9.1.1", 1)
+    mixed = [_group([A, other]), JobFailed("j1", 3, "refused", False)]
+    outcomes = [
+        Outcome(A, True, True, "0x0000", "dcmtk"),
+        Outcome(other, True, True, "0x0000", "dcmtk"),
+    ]
+    facts = _facts(
+        ledger=mixed, outcomes=outcomes, created=[], refused_studies=frozenset({"1.2.1"})
+    )
+    assert not any("never submitted" in v for v in check(facts).violations)
+    # Without a refused study in it, a dead job is a violation for each instance.
+    clean = _facts(ledger=mixed, outcomes=outcomes, created=[], refused_studies=frozenset())
+    assert any("with acked 1.2.9.1.1 was never submitted" in v for v in check(clean).violations)
+
+
 def test_a_refused_store_in_a_job_or_with_a_file_or_a_wrong_status() -> None:
     refused = Outcome(B, True, False, "0xC211", "pynetdicom")
     verdict = check(_facts(outcomes=[_facts().outcomes[0], refused], files={B.sop: "/s/b"}))
