@@ -8,6 +8,7 @@ file and the import that causes it.
 from __future__ import annotations
 
 import ast
+import collections
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,11 @@ def test_every_public_name_of_a_package_has_a_caller_outside_it() -> None:
             if not any(word.search(text) for text in outside):
                 unused.setdefault(str(folder.relative_to(REPO)), []).append(name)
     assert unused == {}, f"public names nobody outside their package uses: {unused}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (no packages under tests/): two files
+    with one name stop the whole run at collection (it happened: test_replay.py)."""
+    tests = Path(__file__).resolve().parents[1]
+    names = collections.Counter(p.name for p in tests.rglob("test_*.py"))
+    assert [n for n, count in names.items() if count > 1] == []
