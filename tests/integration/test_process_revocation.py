@@ -6,7 +6,8 @@ closes them). B joins: A's partitions are revoked and its open groups dropped WI
 log (A committed only up to their oldest input). A "clock" instance per partition,
 stamped a minute later, then closes every group by event time, each by its partition's
 owner, exactly once. Stopping both emits nothing for the clock instances' own (open)
-groups, and the commit stops at each partition's oldest open input.
+groups -- the AE title's timeout (30 s) keeps them open however slow the machine -- and
+the commit stops at each partition's oldest open input.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
                 partitions=PARTITIONS,
                 pipelines=PIPELINES,
                 adapter_id=name,
+                # Long enough that the clock instances' own groups stay open until the
+                # roles stop, however slow the machine (bus time moves on with the
+                # keep-alive ticks); the studies close at once when the clock passes.
+                timeout_s=30,
             ),
             env={},
         )
