@@ -118,8 +118,9 @@ class ReclaimLedger:
 
     def kept_due(self, now_ms: int) -> list[GroupFiles]:
         """Groups whose files were kept for a later version until ``now_ms`` or earlier
-        and whose jobs are all submitted: ready now."""
+        and whose jobs are all submitted: ready now, the longest due first."""
         due = [self.groups[g] for g in self._kept if self.groups[g].kept_until <= now_ms]
+        due.sort(key=lambda g: (g.kept_until, g.group_id))  # not the set's hash order
         return [g for g in due if not g.waiting and not g.reclaimed]
 
     def plan(self, group: GroupFiles, now_ms: int = 0) -> ReclaimPlan:
