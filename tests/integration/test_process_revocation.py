@@ -1,13 +1,17 @@
 """Revocation and graceful shutdown in-process, two processor roles in one group.
 
-A owns all four partitions with eight open groups (stamped in the future, so no clock
-closes them). B joins: A's partitions are revoked and its open groups dropped WITHOUT a
-``group.closed``; the groups of partitions that moved to B are re-formed by B from the
-log (A committed only up to their oldest input). A "clock" instance per partition,
-stamped a minute later, then closes every group by event time, each by its partition's
-owner, exactly once. Stopping both emits nothing for the clock instances' own (open)
-groups -- the AE title's timeout (30 s) keeps them open however slow the machine -- and
-the commit stops at each partition's oldest open input.
+Windows close only by ``clock.tick`` records (the log clock, docs/processing.md "Time"),
+and an instance's time is its record's log time, so the test stamps its records itself
+(the topics are ``CreateTime``): every instance lies minutes ahead of the wall clock, out
+of reach of the processes' own ticks, and the test moves the clock with ticks of its own.
+
+A owns all four partitions with eight open groups. B joins: A's partitions are revoked
+and its open groups dropped WITHOUT a ``group.closed``; the groups of partitions that
+moved to B are re-formed by B from the log (A committed only up to their oldest input).
+Then, per partition, a "clock" instance a minute later and a tick between the studies'
+deadlines and the clock instance's: every study closes by event time, each by its
+partition's owner, exactly once, and the clock instances' own groups stay open. Stopping
+both emits nothing for them, and the commit stops at each partition's clock instance.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.aetitle import AeTitleJobProcessor
 from processors.roles import ProcessRole, processors_group
 from processors.runtime import decode_positions
 from streams.config import load_config
-from streams.events import envelope
-from streams.kafka import EventPublisher, ensure_topics
+from streams.events import ClockTick, Envelope, encode, envelope
+from streams.kafka import ensure_topics
 from tests.helpers.processor import (
     AE,
     PIPELINES,
@@ -41,6 +46,23 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PARTITIONS = 4
 FAST = {"heartbeat_interval_ms": 300, "session_timeout_ms": 6000}
+TIMEOUT_S = 30
+AHEAD_MS = 5 * 60_000  # ahead of the wall clock, below the broker's limit for CreateTime (1 h)
+
+
+async def publish_at(
+    producer: AIOKafkaProducer,
+    topic: str,
+    key: str,
+    env: Envelope,
+    *,
+    partition: int | None = None,
+) -> tuple[int, int]:
+    """Write ``env`` with its own time as the record's (log) time; ``(partition, offset)``."""
+    meta = await producer.send_and_wait(
+        topic, encode(env), key=key.encode(), partition=partition, timestamp_ms=env.time
+    )
+    return meta.partition, meta.offset
 
 
 def window(role: ProcessRole) -> AeTitleJobProcessor:
@@ -49,14 +71,6 @@ def window(role: ProcessRole) -> AeTitleJobProcessor:
     return processor
 
 
-@pytest.mark.xfail(
-    reason=(
-        "open finding: inside the full suite (not alone) the ledger holds 12 group.closed "
-        "records for 8 studies since the merges of issues 13/15/16; under investigation, "
-        "see the session note"
-    ),
-    strict=False,
-)
 async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
     kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -72,10 +86,7 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
                 partitions=PARTITIONS,
                 pipelines=PIPELINES,
                 adapter_id=name,
-                # Long enough that the clock instances' own groups stay open until the
-                # roles stop, however slow the machine (bus time moves on with the
-                # keep-alive ticks); the studies close at once when the clock passes.
-                timeout_s=30,
+                timeout_s=TIMEOUT_S,
             ),
             env={},
         )
@@ -88,7 +99,7 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
     stops = {n: asyncio.Event() for n in roles}
     tasks: dict[str, asyncio.Task[None]] = {}
     every = frozenset(range(PARTITIONS))
-    future = int(time.time() * 1000) + 60_000  # no wall clock closes these groups
+    future = int(time.time() * 1000) + AHEAD_MS  # no tick of the processes reaches it
     studies = {
         f"1.2.3.{n}": [
             instance(
@@ -104,12 +115,16 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
         await wait_until(
             lambda: a.started.is_set() and a.runtime.ready_partitions == every, "A owns all"
         )
-        async with EventPublisher(kafka_bootstrap) as publisher:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
             placed: dict[str, int] = {}
             for study, items in studies.items():
                 for item in items:
                     env = envelope(item, source="scp", time_ms=item.received_at)
-                    placed[study], _ = await publisher.publish(instances_topic, key_of(item), env)
+                    placed[study], _ = await publish_at(
+                        producer, instances_topic, key_of(item), env
+                    )
             assert len(set(placed.values())) > 1, "studies should spread over partitions"
             await wait_until(
                 lambda: window(a).window.open_groups == len(studies), "A has the groups"
@@ -140,8 +155,10 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
             written = await wait_for_ledger(kafka_bootstrap, jobs_topic, lambda rs: True)
             assert group_records(written) == [], "a revoked group was emitted"
 
-            # One instance per partition a minute later moves every partition's clock.
+            # Per partition: an instance a minute later (its group stays open), then a
+            # tick past every study's deadline but before the clock instance's.
             clocks = {}
+            tick_at = future + (TIMEOUT_S + 5) * 1000
             for partition in range(PARTITIONS):
                 item = instance(
                     patient=f"CLOCK-{partition}",
@@ -150,9 +167,13 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
                     received_at=future + 60_000,
                 )
                 env = envelope(item, source="scp", time_ms=item.received_at)
-                _, clocks[partition] = await publisher.publish(
-                    instances_topic, key_of(item), env, partition=partition
+                _, clocks[partition] = await publish_at(
+                    producer, instances_topic, key_of(item), env, partition=partition
                 )
+                tick = envelope(ClockTick(tick_at, "test"), source="test", time_ms=tick_at)
+                await publish_at(producer, instances_topic, "clock", tick, partition=partition)
+        finally:
+            await producer.stop()
 
         await wait_for_ledger(
             kafka_bootstrap, jobs_topic, lambda rs: len(job_groups(rs)) >= len(studies)
@@ -164,7 +185,8 @@ async def test_revoked_groups_are_dropped_and_reformed_by_the_new_owner(
     assert [r for r in results if r is not None] == [], results
 
     final = await wait_for_ledger(kafka_bootstrap, jobs_topic, lambda rs: True)
-    assert len(group_records(final)) == len(studies), "shutdown emitted a partial group"
+    closed = [(r.partition, r.envelope.source, g.group_key) for r, g in group_records(final)]
+    assert len(closed) == len(studies), f"a clock instance's group was emitted: {closed}"
     owner = {p: ("proc-b" if p in mine_b else "proc-a") for p in every}
     seen = []
     for record, group in group_records(final):
