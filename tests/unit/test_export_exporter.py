@@ -60,10 +60,12 @@ class Sender:
         self.status = status
         self.sent: list[str] = []
         self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()  # a send began
 
     async def send(
         self, items: Sequence[ItemLike], progress: Progress | None = None
     ) -> list[SendOutcome]:
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         out = []
@@ -201,9 +203,10 @@ def test_revocation_waits_for_the_attempt_in_flight_and_a_broker_outage_is_waite
         svc.caught_up(0)
         stop = asyncio.Event()
         runner = asyncio.create_task(svc.run(stop))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(pacs.entered.wait(), 10)  # the attempt is in flight
         revoking = asyncio.create_task(svc.revoked(frozenset({0})))
-        await asyncio.sleep(0.05)
+        for _ in range(100):  # every chance to finish early; no I/O is pending but the send
+            await asyncio.sleep(0)
         assert not revoking.done()  # the attempt in flight must end first
         pacs.gate.set()
         await asyncio.wait_for(revoking, 10)
