@@ -23,6 +23,9 @@ from typing import Any
 
 import httpx
 
+from processors.roles import processors_group
+from processors.roles.repartition import repartition_keys
+from streams.config import load_config
 from streams.events import (
     ClockTick,
     EventData,
@@ -32,7 +35,7 @@ from streams.events import (
     JobFailed,
     JobSubmitted,
 )
-from streams.kafka import ensure_topics, read_topic
+from streams.kafka import ensure_topics, read_topic, rekeyed_topic
 from tests.chaos.faults import Faults, Roles, answers_echo, ready
 from tests.chaos.invariants import RunFacts, Verdict, Window, check, log_violations
 from tests.chaos.plan import AE_GROUP_BY, PROCESSORS, SCPS, Batch, Plan, make_plan
@@ -41,7 +44,7 @@ from tests.helpers.cluster import NS, Cluster, poll, scrape
 from tests.helpers.loadrun import instance_files
 from tests.helpers.platform import PlatformServer
 from tests.helpers.processor import PIPELINES
-from tests.helpers.waiting import free_port
+from tests.helpers.waiting import free_port, wait_clock_past_inputs
 
 TIMEOUT_S = 5  # every AE title's grouping timeout (the minimum the AE Title processor allows)
 PARTITIONS = 3
@@ -123,23 +126,32 @@ def unique_events(records: list[Any]) -> tuple[list[EventData], int, list[str]]:
     return events, copies, conflicts
 
 
-def settled(events: list[EventData], acked: set[str]) -> bool:
-    """Every acked instance is in a group with jobs; every job is submitted or dead;
-    the files of every submitted group are reclaimed."""
+def unsettled(events: list[EventData], acked: set[str]) -> str:
+    """What the run still waits for ("" once settled): every acked instance is in a group
+    with jobs; every job is submitted or dead; the files of every submitted group are
+    reclaimed."""
     groups = [e for e in events if isinstance(e, GroupClosed) and e.jobs]
     grouped = {i.sop_instance_uid for g in groups for i in g.instances}
     if not acked <= grouped:
-        return False
+        return f"{len(acked - grouped)} acked instances in no group with jobs"
     submitted = {e.job_id for e in events if isinstance(e, JobSubmitted)}
     dead = {e.job_id for e in events if isinstance(e, JobFailed) and not e.will_retry}
     removed = {u for e in events if isinstance(e, InstancesRemoved) for u in e.sop_instance_uids}
+    pending = reclaim = 0
     for group in groups:
         ids = {j.job_id for j in group.jobs}
         if not ids <= submitted | dead:
-            return False
-        if ids <= submitted and not {i.sop_instance_uid for i in group.instances} <= removed:
-            return False
-    return True
+            pending += 1
+        elif ids <= submitted and not {i.sop_instance_uid for i in group.instances} <= removed:
+            reclaim += 1
+    if pending or reclaim:
+        return f"{pending} groups with jobs neither submitted nor dead, {reclaim} not reclaimed"
+    return ""
+
+
+def settled(events: list[EventData], acked: set[str]) -> bool:
+    """Whether the run settled (see :func:`unsettled`)."""
+    return not unsettled(events, acked)
 
 
 class ChaosRun:
@@ -310,24 +322,53 @@ class ChaosRun:
             except httpx.TransportError:  # a restarted role not listening yet
                 return None
 
+        waiting = ""
+
         async def done() -> bool:
-            nonlocal events
+            nonlocal events, waiting
             cluster.alive()
             for scp in roles.scps:
-                if await metric(scp.url, "outbox_pending_bytes") != 0.0:
+                pending = await metric(scp.url, "outbox_pending_bytes")
+                if pending != 0.0:
+                    waiting = f"{scp.name}: outbox_pending_bytes {pending}"
                     return False
             for processor in roles.processors:
-                if await metric(processor.url, "open_groups") != 0.0:
+                still = await metric(processor.url, "open_groups")
+                if still != 0.0:
+                    waiting = f"{processor.name}: open_groups {still}"
                     return False
             events, self.ledger_copies, self.conflicts = unique_events(
                 await read_topic(self.bootstrap, jobs_topic)
             )
-            return settled(events, acked)
+            waiting = unsettled(events, acked)
+            return not waiting
 
-        await poll("the run to settle", done, self.settings.settle_s)
-        await asyncio.sleep(TIMEOUT_S + 2.5)  # let a late duplicate show; re-checked below
-        await poll("the run to settle again", done, self.settings.settle_s)
+        for what in ("the run to settle", "the run to settle again"):
+            try:
+                await poll(what, done, self.settings.settle_s)
+            except AssertionError as exc:  # say what it still waited for
+                raise AssertionError(f"{exc}; still waiting for: {waiting}") from None
+            if what == "the run to settle":
+                await self._clock_past_inputs(cluster, prefix)
         return events
+
+    async def _clock_past_inputs(self, cluster: Cluster, prefix: str) -> None:
+        """Not a fixed wait for a late duplicate to show: every AE title's processes
+        committed past a tick past every input they read, so any second group would be
+        in the ledger before the re-check."""
+        config = load_config(cluster.config, env={})
+        rekeyed = repartition_keys(config)
+        for ae in AE_GROUP_BY:
+            topic = rekeyed_topic(prefix, ae) if ae in rekeyed else f"{prefix}.instances"
+            await wait_clock_past_inputs(
+                self.bootstrap,
+                topic,
+                ae,
+                processors_group(prefix, ae),
+                TIMEOUT_S * 1000,
+                timeout_s=self.settings.settle_s,
+                alive=cluster.alive,
+            )
 
     async def _dump(self, prefix: str) -> tuple[list[str], dict[str, float]]:
         """Both topics and the senders' outcomes as JSON lines in the run's folder, for

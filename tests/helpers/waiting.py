@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from streams.errors import BrokerError
+from streams.events import ClockTick, InstanceReceived
 from streams.kafka import Connection, Record, read_topic
 
 
@@ -99,6 +100,64 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
     finally:
         await admin.close()
     return {tp: int(om.offset) for tp, om in found.items()}
+
+
+def ticks_past_inputs(records: list[Record], ae_title: str, quiet_ms: int) -> dict[int, int] | None:
+    """``{partition: offset}`` of the first ``clock.tick`` past the deadline of the last
+    instance of ``ae_title`` (its log time + ``quiet_ms``) on every partition of
+    ``records`` that holds one; ``None`` while a partition has no such tick yet (pure).
+    A re-published copy of an instance (an envelope id seen before) opens no group, so
+    it needs no tick."""
+    last: dict[int, int] = {}
+    ticked: dict[int, int] = {}
+    seen: set[tuple[int, str]] = set()
+    for record in records:  # offset order within each partition
+        data, partition = record.envelope.data, record.partition
+        if isinstance(data, InstanceReceived):
+            copy = (partition, record.envelope.id)
+            if data.called_ae != ae_title or copy in seen:
+                continue
+            seen.add(copy)
+            last[partition] = record.timestamp
+            ticked.pop(partition, None)
+        elif (
+            isinstance(data, ClockTick)
+            and partition in last
+            and partition not in ticked
+            and data.watermark > last[partition] + quiet_ms
+        ):
+            ticked[partition] = record.offset
+    return ticked if set(ticked) == set(last) else None
+
+
+async def wait_clock_past_inputs(
+    bootstrap: str,
+    topic: str,
+    ae_title: str,
+    group: str,
+    quiet_ms: int,
+    *,
+    timeout_s: float = 60.0,
+    alive: Callable[[], None] | None = None,
+) -> None:
+    """The barrier after which no group of the instances of ``ae_title`` on ``topic`` so
+    far can still be written -- instead of a fixed wait "long enough for a late duplicate
+    to show": every partition holding one has a tick past the last one's deadline, and
+    the AE title's consumer group ``group`` committed past that tick (a commit never
+    passes a closed group that is not written yet, nor an open one)."""
+
+    async def passed() -> bool:
+        if alive is not None:
+            alive()
+        ticks = ticks_past_inputs(await read_topic(bootstrap, topic), ae_title, quiet_ms)
+        if ticks is None:
+            return False
+        committed = await committed_offsets(bootstrap, group)
+        return all(committed.get(TopicPartition(topic, p), -1) > o for p, o in ticks.items())
+
+    await wait_until(
+        passed, f"{group}: clock past every input of {topic}", timeout_s=timeout_s, interval_s=0.5
+    )
 
 
 class HoldRebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from processors.roles import processors_group
 from streams.broker import KafkaBroker
 from streams.events import GroupClosed
 from tests.helpers.cluster import Cluster, Role
 from tests.helpers.dicom import make_ct, storescu, write_instances
 from tests.helpers.processor import poll_readyz
-from tests.helpers.waiting import free_port, wait_for_ledger
+from tests.helpers.waiting import free_port, wait_clock_past_inputs, wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom, pytest.mark.slow]
 
@@ -94,15 +95,28 @@ async def settled_groups(
     bootstrap: str, prefix: str, study: str, count: int, cluster: Cluster
 ) -> list[GroupClosed]:
     """The study's groups once all ``count`` instances are in one, or the wait ran out
-    (then the test sees the split); plus a settle time in which a late second group of
-    the study would have been written."""
+    (then the test sees the split), read again once a late second group of the study
+    would have been written."""
     pick = groups_of(study)
 
     def done(records: list) -> bool:  # type: ignore[type-arg]
         return sum(len(g.instances) for g in pick(records)) >= count
 
-    await wait_for_ledger(bootstrap, f"{prefix}.jobs", done, timeout_s=90, alive=cluster.alive)
-    await asyncio.sleep(TIMEOUT_S + 2)  # a second group, if any, would be written by now
+    found = pick(
+        await wait_for_ledger(bootstrap, f"{prefix}.jobs", done, timeout_s=90, alive=cluster.alive)
+    )
+    # Not a fixed wait: once the clock passed every input and the AE title's processes
+    # committed past that, a second group of the study would be in the ledger.
+    ae = found[0].ae_title
+    await wait_clock_past_inputs(
+        bootstrap,
+        f"{prefix}.instances",
+        ae,
+        processors_group(prefix, ae),
+        TIMEOUT_S * 1000,
+        timeout_s=90,
+        alive=cluster.alive,
+    )
     return pick(await wait_for_ledger(bootstrap, f"{prefix}.jobs", lambda _r: True))
 
 

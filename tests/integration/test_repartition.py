@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from processors.roles import processors_group
 from streams.events import GroupClosed
 from tests.helpers.cluster import Cluster, Role
 from tests.helpers.dicom import make_ct, storescu, write_instances
 from tests.helpers.processor import poll_readyz
-from tests.helpers.waiting import free_port, wait_for_ledger
+from tests.helpers.waiting import free_port, wait_clock_past_inputs, wait_for_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.dicom, pytest.mark.slow]
 
@@ -89,7 +90,17 @@ async def test_modality_groups_span_partitions_and_a_replica_joining_mid_stream(
         await wait_for_ledger(
             kafka_bootstrap, f"{prefix}.jobs", all_grouped, timeout_s=90, alive=cluster.alive
         )
-        await asyncio.sleep(TIMEOUT_S + 2)  # a late second group would be written by now
+        # Not a fixed wait: once the clock passed every input and the processes committed
+        # past that, a late second group would be in the ledger.
+        await wait_clock_past_inputs(
+            kafka_bootstrap,
+            f"{prefix}.rekeyed.{AE}",
+            AE,
+            processors_group(prefix, AE),
+            TIMEOUT_S * 1000,
+            timeout_s=90,
+            alive=cluster.alive,
+        )
         records = await wait_for_ledger(kafka_bootstrap, f"{prefix}.jobs", lambda _r: True)
         cluster.alive()
     finally:
