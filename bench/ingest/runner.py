@@ -130,7 +130,9 @@ def run_once(cell: Cell, rep: int, corpus: Corpus, setup: Setup) -> RunResult:
         broker0 = tree_cpu_s(setup.broker_pid) if setup.broker_pid else None
         snap0 = cpu_snapshot()
         if isinstance(receiver, AdapterStow | OrthancStow):
-            sent = stow(receiver.url, list(corpus.files), parallel=cell.parallel)
+            sent = stow(
+                receiver.url, list(corpus.files), parallel=cell.parallel, headers=receiver.headers
+            )
         else:
             sent = send(corpus.files, receiver.port, parallel=cell.parallel, nodelay=cell.nodelay)
         foreign = foreign_cpu_s(snap0, cpu_snapshot(), exclude)

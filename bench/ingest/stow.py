@@ -11,6 +11,7 @@ receivers alike). Verification is the storescu rows': files and events for ours,
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -51,12 +52,15 @@ def _wait_http(url: str, what: str, timeout_s: float = 60.0) -> None:
     raise ReceiverError(f"{what} did not answer {url} in {timeout_s:g} s")
 
 
-def stow(url: str, files: list[Path], *, parallel: int) -> SendResult:
-    """Post ``files`` to the DICOMweb service at ``url`` from ``parallel`` clients."""
+def stow(
+    url: str, files: list[Path], *, parallel: int, headers: dict[str, str] | None = None
+) -> SendResult:
+    """Post ``files`` to the DICOMweb service at ``url`` from ``parallel`` clients (with
+    ``headers`` on every request, e.g. a bearer token)."""
     shares = [[dcmread(p) for p in share] for share in split(files, parallel)]
 
     def post(datasets: list[Any]) -> str:
-        client = DICOMwebClient(url)
+        client = DICOMwebClient(url, headers=headers)
         client.set_http_retry_params(retry=False)
         try:
             for i in range(0, len(datasets), BATCH):
@@ -81,13 +85,24 @@ class AdapterStow(AdapterScp):
     def __init__(self, workdir: Path, port: int, *, nodelay: bool, bootstrap: str) -> None:
         super().__init__(workdir, port, nodelay=nodelay, bootstrap=bootstrap)
         self.http_port = free_port()
+        self.token = secrets.token_urlsafe(24)
 
     def prepare(self) -> None:
         super().prepare()
         path = self.workdir / "adapter.yaml"
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        config["http"] = {"host": "127.0.0.1", "port": self.http_port}
+        # The API (STOW-RS included) takes requests with a bearer token only (issue 18).
+        config["http"] = {
+            "host": "127.0.0.1",
+            "port": self.http_port,
+            "auth": {"tokens": [self.token]},
+        }
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every STOW-RS request carries: the bearer token of this run."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def url(self) -> str:
@@ -115,6 +130,11 @@ class OrthancStow(Orthanc):
         config["Plugins"] = [str(plugin)]
         config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """No credentials: Orthanc's default configuration accepts local requests."""
+        return {}
 
     @property
     def url(self) -> str:
