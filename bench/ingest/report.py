@@ -25,6 +25,7 @@ class Median:
         self.runs = runs
         good = [r for r in runs if r.ok] or runs
         self.ok = all(r.ok for r in runs)
+        self.verified = any(r.ok for r in runs)  # its figures come from verified runs
         self.rate = statistics.median(r.rate for r in good)
         self.mbps = statistics.median(r.mbps for r in good)
         self.cpu_ms = statistics.median(r.cpu_ms_per_instance for r in good)
@@ -78,16 +79,18 @@ def ratios(meds: dict[Cell, Median], corpus: str, nodelay: bool) -> list[str]:
     out = []
     parallels = sorted({c.parallel for c in meds if c.corpus == corpus and c.nodelay == nodelay})
     for p in parallels:
-        ours = meds.get(Cell(corpus, "ours", p, nodelay))
-        if ours is None:
-            continue
+
+        def verified(receiver: str, p: int = p) -> Median | None:
+            m = meds.get(Cell(corpus, receiver, p, nodelay))
+            return m if m is not None and m.verified else None  # no ratio from a failed run
+
         parts = []
+        ours = verified("ours")
         for other, label in (("orthanc", "Orthanc"), ("dcmtk", "DCMTK"), ("pyn-app", "pyn-app")):
-            m = meds.get(Cell(corpus, other, p, nodelay))
-            if m is not None:
+            m = verified(other)
+            if ours is not None and m is not None:
                 parts.append(f"ours ÷ {label} = {ours.rate / m.rate:.2f}")
-        ours_web = meds.get(Cell(corpus, "ours-stow", p, nodelay))
-        orthanc_web = meds.get(Cell(corpus, "orthanc-stow", p, nodelay))
+        ours_web, orthanc_web = verified("ours-stow"), verified("orthanc-stow")
         if ours_web is not None and orthanc_web is not None:
             parts.append(f"STOW-RS ours ÷ Orthanc = {ours_web.rate / orthanc_web.rate:.2f}")
         if parts:
