@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 
-from processors.roles import processors_group
 from processors.roles.repartition import repartition_keys
 from streams.config import load_config
 from streams.events import (
@@ -362,10 +361,10 @@ class ChaosRun:
             topic = rekeyed_topic(prefix, ae) if ae in rekeyed else f"{prefix}.instances"
             await wait_clock_past_inputs(
                 self.bootstrap,
-                topic,
+                prefix,
                 ae,
-                processors_group(prefix, ae),
                 TIMEOUT_S * 1000,
+                topic=topic,
                 timeout_s=self.settings.settle_s,
                 alive=cluster.alive,
             )

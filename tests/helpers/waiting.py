@@ -15,6 +15,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from processors.roles import processors_group
 from streams.errors import BrokerError
 from streams.events import ClockTick, InstanceReceived
 from streams.kafka import Connection, Record, read_topic
@@ -132,19 +133,22 @@ def ticks_past_inputs(records: list[Record], ae_title: str, quiet_ms: int) -> di
 
 async def wait_clock_past_inputs(
     bootstrap: str,
-    topic: str,
+    prefix: str,
     ae_title: str,
-    group: str,
     quiet_ms: int,
     *,
-    timeout_s: float = 60.0,
+    topic: str | None = None,
+    timeout_s: float = 90.0,
     alive: Callable[[], None] | None = None,
 ) -> None:
-    """The barrier after which no group of the instances of ``ae_title`` on ``topic`` so
-    far can still be written -- instead of a fixed wait "long enough for a late duplicate
-    to show": every partition holding one has a tick past the last one's deadline, and
-    the AE title's consumer group ``group`` committed past that tick (a commit never
-    passes a closed group that is not written yet, nor an open one)."""
+    """The barrier after which no group of the instances of ``ae_title`` read so far can
+    still be written -- instead of a fixed wait "long enough for a late duplicate to show":
+    every partition of its input (``topic``: its rekeyed topic, else
+    ``<prefix>.instances``) holding one has a tick past the last one's deadline, and the
+    AE title's consumer group committed past that tick (a commit never passes a closed
+    group that is not written yet, nor an open one)."""
+    topic = topic or f"{prefix}.instances"
+    group = processors_group(prefix, ae_title)
 
     async def passed() -> bool:
         if alive is not None:

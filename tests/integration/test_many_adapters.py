@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.roles import processors_group
 from streams.broker import KafkaBroker
 from streams.events import GroupClosed
 from tests.helpers.cluster import Cluster, Role
@@ -108,15 +107,7 @@ async def settled_groups(
     # Not a fixed wait: once the clock passed every input and the AE title's processes
     # committed past that, a second group of the study would be in the ledger.
     ae = found[0].ae_title
-    await wait_clock_past_inputs(
-        bootstrap,
-        f"{prefix}.instances",
-        ae,
-        processors_group(prefix, ae),
-        TIMEOUT_S * 1000,
-        timeout_s=90,
-        alive=cluster.alive,
-    )
+    await wait_clock_past_inputs(bootstrap, prefix, ae, TIMEOUT_S * 1000, alive=cluster.alive)
     return pick(await wait_for_ledger(bootstrap, f"{prefix}.jobs", lambda _r: True))
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.roles import processors_group
 from streams.events import GroupClosed
 from tests.helpers.cluster import Cluster, Role
 from tests.helpers.dicom import make_ct, storescu, write_instances
@@ -92,14 +91,9 @@ async def test_modality_groups_span_partitions_and_a_replica_joining_mid_stream(
         )
         # Not a fixed wait: once the clock passed every input and the processes committed
         # past that, a late second group would be in the ledger.
+        rekeyed = f"{prefix}.rekeyed.{AE}"
         await wait_clock_past_inputs(
-            kafka_bootstrap,
-            f"{prefix}.rekeyed.{AE}",
-            AE,
-            processors_group(prefix, AE),
-            TIMEOUT_S * 1000,
-            timeout_s=90,
-            alive=cluster.alive,
+            kafka_bootstrap, prefix, AE, TIMEOUT_S * 1000, topic=rekeyed, alive=cluster.alive
         )
         records = await wait_for_ledger(kafka_bootstrap, f"{prefix}.jobs", lambda _r: True)
         cluster.alive()
