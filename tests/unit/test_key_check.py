@@ -34,3 +34,28 @@ def test_keys_of_another_secret_are_counted_and_warned_once_per_adapter(
     [warning] = caplog.records
     assert "adapter scp-x" in warning.getMessage() and "t.instances[0]@1" in warning.getMessage()
     assert "PAT-9" not in warning.getMessage()
+
+
+def test_each_patients_key_is_computed_once_and_the_cache_starts_over_when_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    def keys(ae: str, patient: str) -> str:
+        calls.append((ae, patient))
+        return OURS(ae, patient)
+
+    monkeypatch.setattr("processors.roles.keycheck.CACHE_SIZE", 2)
+    check = KeyCheck(keys)  # type: ignore[arg-type]
+    before = metrics.sample_value("dicom_adapter_instances_foreign_key_total", {"source": "c-1"})
+    for offset in range(3):  # one patient's run of instances: one HMAC
+        check(record(OURS("CT", "PAT-9"), "c-1", offset))
+    assert calls == [("CT", "PAT-9")]
+    check(record("CT/PAT-9", "c-1", 3))  # a foreign key is still caught from the cache
+    after = metrics.sample_value("dicom_adapter_instances_foreign_key_total", {"source": "c-1"})
+    assert after - before == 1
+    for patient in ("PAT-1", "PAT-2"):  # the third pair fills the cache: it starts over
+        item = make_instance(received_at=1, ae="CT", patient=patient, study="1.2", sop="9")
+        check(Record("t", 0, 9, OURS("CT", patient), 1, envelope(item, source="c-1", time_ms=1)))
+    check(record(OURS("CT", "PAT-9"), "c-1", 10))
+    assert calls.count(("CT", "PAT-9")) == 2
