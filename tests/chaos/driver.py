@@ -148,11 +148,6 @@ def unsettled(events: list[EventData], acked: set[str]) -> str:
     return ""
 
 
-def settled(events: list[EventData], acked: set[str]) -> bool:
-    """Whether the run settled (see :func:`unsettled`)."""
-    return not unsettled(events, acked)
-
-
 class ChaosRun:
     """One seeded run; see the module docstring."""
 
@@ -405,4 +400,4 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         out.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-__all__ = ["ChaosRun", "Settings", "append_record", "settled", "unique_events"]
+__all__ = ["ChaosRun", "Settings", "append_record", "unique_events"]
