@@ -28,7 +28,7 @@ from processors.groups.bus import open_groups, request_close, wall_ms
 from processors.groups.throughput import BUCKET_MS, throughput
 from processors.groups.view import row_fields
 from processors.redact import redact_data
-from processors.submit.state import fold
+from processors.submit.state import fold_log
 from processors.submit.views import request_retry as write_retry
 from processors.submit.views import summary
 from streams.errors import BrokerError
@@ -92,7 +92,7 @@ def ops_router(kafka: Connection, names: TopicNames) -> APIRouter:
             records = await read_topic(kafka, names.jobs)
         except BrokerError as exc:
             return _error(503, str(exc))
-        ledger = fold((r.key or "", r.envelope) for r in records)
+        ledger = fold_log(records)
         jobs = sorted(ledger, key=lambda j: (j.queued_at, j.job_id))
         listed: list[dict[str, Any]] = [
             summary(j) if show_phi else redact_data(summary(j))
@@ -106,7 +106,7 @@ def ops_router(kafka: Connection, names: TopicNames) -> APIRouter:
         """Give a dead-lettered job another round of attempts (``job.retry_requested``)."""
         try:
             records = await read_topic(kafka, names.jobs)
-            job = fold((r.key or "", r.envelope) for r in records).get(job_id)
+            job = fold_log(records).get(job_id)
             if job is None:
                 return _error(404, f"no job {job_id} in {names.jobs}")
             if job.status != "dead":

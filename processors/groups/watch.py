@@ -26,7 +26,7 @@ from rich.text import Text
 from processors.groups.bus import open_groups, wall_ms
 from processors.groups.throughput import Bucket, throughput
 from processors.groups.view import GroupRow
-from processors.submit.state import JobState, fold
+from processors.submit.state import JobState, fold_log
 from streams.errors import BrokerError
 from streams.kafka import Connection, TopicNames, read_topic
 
@@ -106,7 +106,7 @@ async def fetch(kafka: Connection, names: TopicNames, ae_title: str | None) -> S
     found, records = await asyncio.gather(
         open_groups(kafka, names.groups, ae_title=ae_title), read_topic(kafka, names.jobs)
     )
-    ledger = fold((r.key or "", r.envelope) for r in records)
+    ledger = fold_log(records)
     jobs = [j for j in ledger if ae_title is None or j.ae_title == ae_title]
     now = wall_ms()
     return Screen(now, found, jobs, throughput((r.envelope for r in records), now))

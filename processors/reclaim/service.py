@@ -135,7 +135,8 @@ class ReclaimService:
         """Fold one event; queue groups that became ready on a live partition."""
         self._position[partition] = offset + 1
         for group in self.ledger.apply(key, env):
-            self._partition_of_group[group.group_id] = partition
+            # the partition of its group.closed, which the group's events share
+            self._partition_of_group.setdefault(group.group_id, partition)
             if partition in self._live:
                 self._enqueue(group)
         data = env.data
@@ -222,7 +223,9 @@ class ReclaimService:
             group_event_id=group.group_id,
         )
         env = envelope(event, source=self.source, time_ms=int(self.clock() * 1000))
-        if not await self._publish(group.key, env, stop):
+        if not await self._publish(
+            group.key, env, stop, self._partition_of_group.get(group.group_id)
+        ):
             return None
         self.ledger.apply(group.key, env)
         self._done(event)
@@ -275,7 +278,9 @@ class ReclaimService:
             bytes_freed=freed,
         )
         env = envelope(event, source=self.source, time_ms=int(self.clock() * 1000))
-        if not await self._publish(expired.key, env, stop):
+        if not await self._publish(
+            expired.key, env, stop, self._partition_of_job.get(expired.job_id)
+        ):
             return False
         self.ledger.apply(expired.key, env)
         self._done(event)
@@ -305,11 +310,15 @@ class ReclaimService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.sweep_interval_s)
 
-    async def _publish(self, key: str, env: Envelope, stop: asyncio.Event) -> bool:
+    async def _publish(
+        self, key: str, env: Envelope, stop: asyncio.Event, partition: int | None
+    ) -> bool:
+        """Write ``env`` to ``partition`` (the group's or job's home; ``None``: the key
+        decides) until acknowledged; False if ``stop`` came first."""
         delay = 0.2
         while not stop.is_set():
             try:
-                await self.publisher.publish(self.topic, key, env)
+                await self.publisher.publish(self.topic, key, env, partition=partition)
                 return True
             except BrokerError as exc:
                 log.warning("cannot write %s, retrying in %.1f s: %s", env.type, delay, exc)

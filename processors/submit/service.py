@@ -6,6 +6,8 @@ is read, every open job of that partition (pending, or failed and due for a retr
 into the :class:`~processors.submit.queue.JobQueue`, and so does each new one. Workers take
 jobs by priority, stage the payload, call the platform and write the outcome event with
 ``acks=all``; the event is folded at once, so a job is never tried twice for one outcome.
+Every event of a job is written to the partition of its ``group.closed`` (the job's
+home), whatever its key hashes to: a processor fed by a rekeyed topic writes there.
 An offset is committable only when every job its record opened is submitted (a
 dead-lettered job waits for ``jobs retry``), so a new owner resumes from the committed
 offset: start-up reads the open work, not the whole history (docs/operations.md).
@@ -122,7 +124,7 @@ class SubmitService:
     def record(self, partition: int, offset: int, key: str, env: Envelope) -> None:
         """Fold one event; schedule the jobs it opened once the partition is live."""
         self._position[partition] = offset + 1
-        changed = self.ledger.apply(key, env)
+        changed = self.ledger.apply(key, env, partition)
         if isinstance(env.data, GroupClosed | JobRetryRequested):
             for state in changed:
                 if state.is_open:  # the group.closed that defines it, if still held
@@ -193,7 +195,10 @@ class SubmitService:
             rand=self.rand,
         )
         env = envelope(decision.event, source=self.source, time_ms=now_ms)
-        if not await publish_until_acked(self.publisher, self.topic, state.key, env, stop):
+        home = state.partition if state.partition >= 0 else p
+        if not await publish_until_acked(
+            self.publisher, self.topic, state.key, env, stop, partition=home
+        ):
             return
         self._log_outcome(job, outcome, decision.retry_delay_s)
         metrics.job_outcome(_outcome_label(outcome, decision.retry_delay_s), job.priority)
@@ -258,7 +263,9 @@ class SubmitService:
 
     def _after_change(self, partition: int | None, changed: tuple[JobState, ...]) -> None:
         for state in changed:
-            if partition is not None:
+            if state.partition >= 0:  # where its group.closed is: the job's home
+                self._partition_of[state.job_id] = state.partition
+            elif partition is not None:
                 self._partition_of.setdefault(state.job_id, partition)
             if not state.is_open:
                 self._settle(state)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from streams.events import (
     Envelope,
@@ -32,6 +32,9 @@ from streams.events import (
     JobSubmitted,
     Priority,
 )
+
+if TYPE_CHECKING:
+    from streams.kafka import Record
 
 JobStatus = Literal["pending", "failed", "dead", "submitted"]
 OPEN_STATUSES: frozenset[str] = frozenset({"pending", "failed"})
@@ -75,6 +78,10 @@ class JobState(RetryRounds):
     job_id: str
     key: str  # Kafka key of the job's events: <called_ae>/<PatientID>
     status: JobStatus
+    # The jobs partition of the group.closed that defines the job (-1: not known). Every
+    # event of the job is written there: a processor fed by a rekeyed topic writes its
+    # records to its input's partition, which the key alone need not pick.
+    partition: int = -1
     name: str = ""
     ae_title: str = ""
     pipeline_name: str = ""
@@ -145,12 +152,13 @@ class JobLedger:
         """Read-only view by job id."""
         return self._jobs
 
-    def apply(self, key: str, env: Envelope) -> tuple[JobState, ...]:
-        """Fold one event; returns the job states it changed (empty if none)."""
+    def apply(self, key: str, env: Envelope, partition: int = -1) -> tuple[JobState, ...]:
+        """Fold one event (read from ``partition``, -1: not known); returns the job
+        states it changed (empty if none)."""
         data = env.data
         changed: list[JobState] = []
         if isinstance(data, GroupClosed):
-            changed.extend(self._group_closed(key, env, data))
+            changed.extend(self._group_closed(key, env, data, partition))
         elif isinstance(data, JobSubmitted):
             changed.extend(self._submitted(key, env, data))
         elif isinstance(data, JobFailed):
@@ -165,32 +173,54 @@ class JobLedger:
         self._jobs[state.job_id] = state
         return state
 
-    def _group_closed(self, key: str, env: Envelope, data: GroupClosed) -> Iterator[JobState]:
+    def _group_closed(
+        self, key: str, env: Envelope, data: GroupClosed, partition: int
+    ) -> Iterator[JobState]:
         patient = data.patient_id or key.partition("/")[2]
         for spec in data.jobs:
-            if spec.job_id in self._jobs or spec.job_id in self._finished:
+            old = self._jobs.get(spec.job_id)
+            if (old is not None and old.group_event_id) or spec.job_id in self._finished:
                 continue  # a repeated group.closed: the first one defines the job
-            yield self._put(
-                JobState(
-                    job_id=spec.job_id,
-                    key=key,
-                    status="pending",
-                    name=spec.name,
-                    ae_title=data.ae_title,
-                    pipeline_name=spec.pipeline_name,
-                    pipeline_id=spec.pipeline_id,
-                    priority=spec.priority,
-                    group_key=data.group_key,
-                    patient_id=patient,
-                    group_event_id=env.id,
-                    instances=data.instances,
-                    first_received_at=data.first_received_at,
-                    last_received_at=data.last_received_at,
-                    queued_at=env.time,
-                    pending_since=env.time,
-                    history=(HistoryEntry(env.time, env.type, 0, data.reason),),
-                )
+            state = JobState(
+                job_id=spec.job_id,
+                key=key,
+                status="pending",
+                partition=partition,
+                name=spec.name,
+                ae_title=data.ae_title,
+                pipeline_name=spec.pipeline_name,
+                pipeline_id=spec.pipeline_id,
+                priority=spec.priority,
+                group_key=data.group_key,
+                patient_id=patient,
+                group_event_id=env.id,
+                instances=data.instances,
+                first_received_at=data.first_received_at,
+                last_received_at=data.last_received_at,
+                queued_at=env.time,
+                pending_since=env.time,
+                history=(HistoryEntry(env.time, env.type, 0, data.reason),),
             )
+            if old is not None:
+                # outcomes were folded first: a ledger whose job events went to another
+                # partition than their group.closed (written before the fix of that);
+                # the group.closed still defines the job, the outcomes stay
+                state = replace(
+                    state,
+                    status=old.status,
+                    attempts=old.attempts,
+                    retry_at=old.retry_at,
+                    last_error=old.last_error,
+                    last_failed_at=old.last_failed_at,
+                    submitted_at=old.submitted_at,
+                    platform_job_id=old.platform_job_id,
+                    payload_uri=old.payload_uri,
+                    round_start=old.round_start,
+                    retry_requests=old.retry_requests,
+                    files_removed_at=old.files_removed_at,
+                    history=(*state.history, *old.history),
+                )
+            yield self._put(state)
 
     def _submitted(self, key: str, env: Envelope, data: JobSubmitted) -> Iterator[JobState]:
         old = self._jobs.get(data.job_id)
@@ -278,6 +308,14 @@ class JobLedger:
             if old is None or old.files_removed_at:
                 continue
             yield self._put(replace(old, files_removed_at=env.time))
+
+
+def fold_log(records: Iterable[Record]) -> JobLedger:
+    """Replay records of the jobs topic (with their partitions) into a fresh ledger."""
+    ledger = JobLedger()
+    for record in records:
+        ledger.apply(record.key or "", record.envelope, record.partition)
+    return ledger
 
 
 def fold(entries: Iterable[tuple[str, Envelope]]) -> JobLedger:

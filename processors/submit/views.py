@@ -10,25 +10,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from processors.submit.state import JobLedger, JobState, fold
+from processors.submit.state import JobLedger, JobState, fold_log
 from streams.events import JobRetryRequested, envelope
 from streams.kafka import Connection, EventPublisher, read_topic
 
 
 async def load_ledger(kafka: Connection, topic: str) -> JobLedger:
     """Read ``topic`` from the beginning and fold it."""
-    records = await read_topic(kafka, topic)
-    return fold((r.key or "", r.envelope) for r in records)
+    return fold_log(await read_topic(kafka, topic))
 
 
 async def request_retry(
     kafka: Connection, topic: str, job: JobState, *, requested_by: str, reason: str = ""
 ) -> None:
-    """Write ``job.retry_requested`` with the job's key (acks=all)."""
+    """Write ``job.retry_requested`` with the job's key to the job's home partition
+    (acks=all)."""
     record = JobRetryRequested(job.job_id, requested_by=requested_by, reason=reason)
     env = envelope(record, source="dicom-adapter-jobs", time_ms=int(time.time() * 1000))
     async with EventPublisher(kafka, client_id="dicom-adapter-jobs") as publisher:
-        await publisher.publish(topic, job.key, env)
+        home = job.partition if job.partition >= 0 else None
+        await publisher.publish(topic, job.key, env, partition=home)
 
 
 def describe(job: JobState) -> str:

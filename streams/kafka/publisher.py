@@ -183,18 +183,24 @@ class EventPublisher(Service):
 
 
 async def publish_until_acked(
-    publisher: Publisher, topic: str, key: str, env: Envelope, stop: asyncio.Event
+    publisher: Publisher,
+    topic: str,
+    key: str,
+    env: Envelope,
+    stop: asyncio.Event,
+    *,
+    partition: int | None = None,
 ) -> bool:
     """Write ``env`` until the broker acknowledges it; False if ``stop`` was set first.
 
     For writers whose event records something already done (a submitted job, a
     delivered export): waiting out a broker outage beats redoing the work. Broker errors
     are logged at WARNING and retried after :data:`PUBLISH_RETRY_S`; any other error
-    propagates.
+    propagates. ``partition`` overrides the key's partition.
     """
     for attempt in itertools.count():
         try:
-            await publisher.publish(topic, key, env)
+            await publisher.publish(topic, key, env, partition=partition)
             return True
         except BrokerError as exc:
             delay = PUBLISH_RETRY_S[min(attempt, len(PUBLISH_RETRY_S) - 1)]
