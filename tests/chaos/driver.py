@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import re
 import shutil
 import time
 import uuid
@@ -136,15 +137,47 @@ def unsettled(events: list[EventData], acked: set[str]) -> str:
     submitted = {e.job_id for e in events if isinstance(e, JobSubmitted)}
     dead = {e.job_id for e in events if isinstance(e, JobFailed) and not e.will_retry}
     removed = {u for e in events if isinstance(e, InstancesRemoved) for u in e.sop_instance_uids}
-    pending = reclaim = 0
+    pending: list[str] = []
+    reclaim = 0
     for group in groups:
         ids = {j.job_id for j in group.jobs}
         if not ids <= submitted | dead:
-            pending += 1
+            pending += sorted(ids - submitted - dead)
         elif ids <= submitted and not {i.sop_instance_uid for i in group.instances} <= removed:
             reclaim += 1
     if pending or reclaim:
-        return f"{pending} groups with jobs neither submitted nor dead, {reclaim} not reclaimed"
+        return (
+            f"{len(pending)} jobs neither submitted nor dead {pending}, "
+            f"{reclaim} groups not reclaimed"
+        )
+    return ""
+
+
+def job_trail(job_ids: list[str], events: list[EventData], logs: dict[str, Path]) -> str:
+    """What the ledger and the roles' logs say of ``job_ids`` (a failed settle's
+    diagnosis, so that CI's output alone explains it)."""
+    lines: list[str] = []
+    for job_id in job_ids:
+        lines.append(f"job {job_id}:")
+        for event in events:
+            if getattr(event, "job_id", None) == job_id or (
+                isinstance(event, GroupClosed) and job_id in {j.job_id for j in event.jobs}
+            ):
+                lines.append(f"  ledger: {type(event).__name__} {_brief(event)}")
+        for name, path in logs.items():
+            text = path.read_text(errors="replace") if path.exists() else ""
+            hits = [line for line in text.splitlines() if job_id in line]
+            lines += [f"  {name}: {line[:300]}" for line in hits[-8:]]
+    return "\n".join(lines)
+
+
+def _brief(event: EventData) -> str:
+    if isinstance(event, GroupClosed):
+        return f"{event.ae_title} {event.reason}, {len(event.instances)} instances"
+    if isinstance(event, JobFailed):
+        return f"attempt {event.attempt} will_retry {event.will_retry} {event.error[:120]}"
+    if isinstance(event, JobSubmitted):
+        return f"attempt {event.attempt}"
     return ""
 
 
@@ -340,8 +373,11 @@ class ChaosRun:
         for what in ("the run to settle", "the run to settle again"):
             try:
                 await poll(what, done, self.settings.settle_s)
-            except AssertionError as exc:  # say what it still waited for
-                raise AssertionError(f"{exc}; still waiting for: {waiting}") from None
+            except AssertionError as exc:  # say what it still waited for, and why
+                pending = re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", waiting)
+                logs = {role.name: role.log for role in cluster.roles}
+                trail = job_trail(pending, events, logs)
+                raise AssertionError(f"{exc}; still waiting for: {waiting}\n{trail}") from None
             if what == "the run to settle":
                 await self._clock_past_inputs(cluster, prefix)
         return events
