@@ -332,32 +332,16 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         ``FixJobName``; pass ``inputs`` (the positions the instances came from) so a
         replay skips them. The job id is uuid5 of processor, AE, pipeline, group key
         (default: the name) and first input (or first SOP Instance UID). ``details``:
-        see :meth:`pipeline_job_record`.
+        ``inputs``, ``pipeline_name``, ``group_key``. A processor that writes the record
+        itself (e.g. awaiting a durable sink) builds it with
+        :func:`processors.jobrecords.pipeline_job`.
         """
-        record = self.pipeline_job_record(name, pipeline_id, priority, instances, **details)
+        record = pipeline_job(
+            name, pipeline_id, priority, instances, processor=self.name, ae_title=self._ae_title,
+            **details,
+        )  # fmt: skip
         self.close_group(record)
         return record
-
-    def pipeline_job_record(
-        self,
-        name: str,
-        pipeline_id: str,
-        priority: Priority,
-        instances: Sequence[InstanceReceived],
-        **details: Unpack[JobDetails],
-    ) -> GroupClosed:
-        """The ``group.closed`` :meth:`submit_pipeline_job` writes, without writing it
-        (for processors that write it themselves, e.g. awaiting a durable sink);
-        ``details``: ``inputs``, ``pipeline_name``, ``group_key``."""
-        return pipeline_job(
-            name,
-            pipeline_id,
-            priority,
-            instances,
-            processor=self.name,
-            ae_title=self._ae_title,
-            **details,
-        )
 
     def remove_instances(
         self,

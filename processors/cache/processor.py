@@ -44,6 +44,7 @@ from processors.cache.settings import CacheSettings, parse_cache_settings
 from processors.cache.store import JOB, REMOVAL, CacheStore, ClaimConflictError
 from processors.contracts import REASON_DUPLICATE, DurableJobSink, ProcessorContext
 from processors.jobnames import fix_job_name, job_id, job_name
+from processors.jobrecords import pipeline_job
 from processors.reclaim import removal_request
 from streams.events import (
     EventDecodeError,
@@ -192,11 +193,13 @@ class CacheProcessor(JobProcessor):
                 raise InvalidRequestError(f"'name': {exc}; use letters, digits and '-'") from None
         await self.flush_pending()
         cached = self._cached(uids)
-        record = self.pipeline_job_record(
+        record = pipeline_job(
             fixed,
             chosen.pipeline_id,
             priority or self.settings.priority,
             [c.instance for c in cached],
+            processor=self.name,
+            ae_title=self.ae_title,
             inputs=_positions(cached),
             pipeline_name=chosen.name,
             group_key=group_key(uids),

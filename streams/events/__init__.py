@@ -1,5 +1,6 @@
 """Event records and their wire format (DESIGN.md §3.3)."""
 
+from streams.events import records
 from streams.events.control import (
     SOURCE_LOST,
     SOURCE_STOPPED,
@@ -9,34 +10,7 @@ from streams.events.control import (
 )
 from streams.events.keys import RecordKeys, is_hashed_key
 from streams.events.opengroups import GroupsOpen, OpenGroupInfo
-from streams.events.records import (
-    EXPORT_STATUSES,
-    GROUP_CLOSED,
-    GROUP_UPDATED,
-    PRIORITIES,
-    Envelope,
-    EventData,
-    ExportCompleted,
-    ExportFailed,
-    ExportFile,
-    ExportInstance,
-    ExportProgress,
-    ExportRequested,
-    ExportRetryRequested,
-    ExportStatus,
-    GroupClosed,
-    GroupInstance,
-    GroupUpdated,
-    InputOffset,
-    InstanceReceived,
-    InstancesRemoved,
-    JobFailed,
-    JobRetryRequested,
-    JobSpec,
-    JobSubmitted,
-    Priority,
-    Supersedes,
-)
+from streams.events.records import *  # noqa: F403 (re-exports records.__all__)
 from streams.events.serde import (
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -50,42 +24,16 @@ from streams.events.serde import (
 
 __all__ = [
     "EVENT_TYPES",
-    "EXPORT_STATUSES",
-    "GROUP_CLOSED",
-    "GROUP_UPDATED",
-    "PRIORITIES",
     "SCHEMA_VERSION",
     "SOURCE_LOST",
     "SOURCE_STOPPED",
     "ClockTick",
-    "Envelope",
-    "EventData",
     "EventDecodeError",
-    "ExportCompleted",
-    "ExportFailed",
-    "ExportFile",
-    "ExportInstance",
-    "ExportProgress",
-    "ExportRequested",
-    "ExportRetryRequested",
-    "ExportStatus",
     "GroupCloseRequested",
-    "GroupClosed",
-    "GroupInstance",
-    "GroupUpdated",
     "GroupsOpen",
-    "InputOffset",
-    "InstanceReceived",
-    "InstancesRemoved",
-    "JobFailed",
-    "JobRetryRequested",
-    "JobSpec",
-    "JobSubmitted",
     "OpenGroupInfo",
-    "Priority",
     "RecordKeys",
     "SourceHeartbeat",
-    "Supersedes",
     "decode",
     "encode",
     "envelope",
@@ -93,3 +41,4 @@ __all__ = [
     "schema_path",
     "to_dict",
 ]
+__all__ += records.__all__

@@ -332,3 +332,34 @@ class Envelope:
     time: int
     source: str
     data: EventData
+
+
+#: What :mod:`streams.events` re-exports (the records every reader and writer uses).
+__all__ = [
+    "EXPORT_STATUSES",
+    "GROUP_CLOSED",
+    "GROUP_UPDATED",
+    "PRIORITIES",
+    "Envelope",
+    "EventData",
+    "ExportCompleted",
+    "ExportFailed",
+    "ExportFile",
+    "ExportInstance",
+    "ExportProgress",
+    "ExportRequested",
+    "ExportRetryRequested",
+    "ExportStatus",
+    "GroupClosed",
+    "GroupInstance",
+    "GroupUpdated",
+    "InputOffset",
+    "InstanceReceived",
+    "InstancesRemoved",
+    "JobFailed",
+    "JobRetryRequested",
+    "JobSpec",
+    "JobSubmitted",
+    "Priority",
+    "Supersedes",
+]

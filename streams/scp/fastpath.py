@@ -45,7 +45,7 @@ import select
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
@@ -76,18 +76,10 @@ IDLE_WAIT_S = 0.001
 _ESTABLISHED = "Sta6"
 
 
-class StoreCallback(Protocol):
-    """What the fast path calls for a complete C-STORE-RQ (returns the status)."""
-
-    def __call__(
-        self,
-        assoc: Any,
-        *,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        transfer_syntax_uid: str,
-        data: bytes | bytearray,
-    ) -> int: ...
+StoreCallback = Callable[[Any, str, str, str, bytearray], int]
+"""What the fast path calls for a complete C-STORE-RQ: ``(assoc, sop_class_uid,
+sop_instance_uid, transfer_syntax_uid, data) -> status``
+(:meth:`~streams.scp.handlers.StoreHandler.store`)."""
 
 
 @dataclass(slots=True)
@@ -279,10 +271,10 @@ class FastStoreDUL(GuardedDUL):
         else:
             status = self._store_callback(
                 self.assoc,
-                sop_class_uid=request.sop_class_uid,
-                sop_instance_uid=request.sop_instance_uid,
-                transfer_syntax_uid=request.transfer_syntax_uid,
-                data=data,
+                request.sop_class_uid,
+                request.sop_instance_uid,
+                request.transfer_syntax_uid,
+                data,
             )
         if not self.assoc.is_established:
             return  # released or aborted meanwhile: pynetdicom sends nothing either

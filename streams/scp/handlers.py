@@ -146,7 +146,6 @@ class StoreHandler:
     def store(
         self,
         assoc: Any,
-        *,
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax_uid: str,

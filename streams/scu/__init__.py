@@ -6,64 +6,21 @@ per-peer problem. ``streams/`` owns DICOM networking; deciding about retries is 
 caller's business (``processors/export``).
 """
 
+from streams.scu import outcome
 from streams.scu.contexts import MAX_CONTEXTS, choose, requested_contexts
 from streams.scu.cstore import DEFAULT_CALLING_AE, CStoreSender, DicomPeer, ScuTimeouts
-from streams.scu.outcome import (
-    ABORTED,
-    BAD_RESPONSE,
-    CONNECT,
-    DROPPED,
-    HTTP_ERROR,
-    NOT_CONFIRMED,
-    NOT_DICOM,
-    NOT_SENT,
-    REJECTED_PERMANENT,
-    REJECTED_TRANSIENT,
-    TIMEOUT,
-    UNREADABLE,
-    FailureReason,
-    ItemLike,
-    OutcomeKind,
-    Progress,
-    SendItem,
-    SendOutcome,
-    as_items,
-    describe_status,
-    hex_status,
-    status_kind,
-)
+from streams.scu.outcome import *  # noqa: F403 (re-exports outcome.__all__)
 from streams.scu.stow import StowAuth, StowSender
 
 __all__ = [
-    "ABORTED",
-    "BAD_RESPONSE",
-    "CONNECT",
     "DEFAULT_CALLING_AE",
-    "DROPPED",
-    "HTTP_ERROR",
     "MAX_CONTEXTS",
-    "NOT_CONFIRMED",
-    "NOT_DICOM",
-    "NOT_SENT",
-    "REJECTED_PERMANENT",
-    "REJECTED_TRANSIENT",
-    "TIMEOUT",
-    "UNREADABLE",
     "CStoreSender",
     "DicomPeer",
-    "FailureReason",
-    "ItemLike",
-    "OutcomeKind",
-    "Progress",
     "ScuTimeouts",
-    "SendItem",
-    "SendOutcome",
     "StowAuth",
     "StowSender",
-    "as_items",
     "choose",
-    "describe_status",
-    "hex_status",
     "requested_contexts",
-    "status_kind",
 ]
+__all__ += outcome.__all__

@@ -206,3 +206,30 @@ def failed(
         reason=reason,
         error=error,
     )
+
+
+#: What :mod:`streams.scu` re-exports (outcomes and the reasons of failures).
+__all__ = [
+    "ABORTED",
+    "BAD_RESPONSE",
+    "CONNECT",
+    "DROPPED",
+    "HTTP_ERROR",
+    "NOT_CONFIRMED",
+    "NOT_DICOM",
+    "NOT_SENT",
+    "REJECTED_PERMANENT",
+    "REJECTED_TRANSIENT",
+    "TIMEOUT",
+    "UNREADABLE",
+    "FailureReason",
+    "ItemLike",
+    "OutcomeKind",
+    "Progress",
+    "SendItem",
+    "SendOutcome",
+    "as_items",
+    "describe_status",
+    "hex_status",
+    "status_kind",
+]

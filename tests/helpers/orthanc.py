@@ -15,7 +15,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -137,12 +136,7 @@ class OrthancServer:
             time.sleep(0.1)  # polling interval, not an assertion
         raise AssertionError(f"Orthanc not ready in {self.start_timeout_s} s:\n{self.log_tail()}")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.process is None:
             return
         self.process.terminate()

@@ -16,6 +16,7 @@ from reactivex.testing import TestScheduler
 
 from processors.cache import CacheProcessor, database_path
 from processors.contracts import ProcessorContext
+from processors.jobrecords import pipeline_job
 from processors.reclaim import removal_request
 from streams.events import InputOffset, InstanceReceived, envelope
 from streams.kafka import EventPublisher, ensure_topics
@@ -59,9 +60,10 @@ async def test_rebuild_lists_what_no_group_consumed(
         )
         sched = TestScheduler()
         writer = CacheProcessor(AE, {"pipeline-x": "PX"}, RecordingSink(sched), sched)
-        job = writer.pipeline_job_record(
-            "j", "PX", "normal", items[:2], inputs=[InputOffset(0, 0), InputOffset(0, 1)]
-        )
+        job = pipeline_job(
+            "j", "PX", "normal", items[:2], processor=writer.name, ae_title=AE,
+            inputs=[InputOffset(0, 0), InputOffset(0, 1)],
+        )  # fmt: skip
         gone = removal_request(
             processor="x", ae_title=AE, instances=[items[2]], inputs=[InputOffset(0, 2)]
         )

@@ -27,6 +27,7 @@ from processors.cache import (
 from processors.cache.rows import CachedInstance
 from processors.cache.store import JOB
 from processors.contracts import DurableJobSink, ProcessorContext, Removal
+from processors.jobrecords import pipeline_job
 from streams.errors import BrokerError
 from streams.events import GroupClosed, InputOffset, InstanceReceived, encode, envelope
 
@@ -222,9 +223,10 @@ async def test_pending_claims_left_by_a_crash_are_sent_on_start(tmp_path: Path) 
     proc, _, _ = await started(tmp_path)
     feed(proc, two_studies())
     cached = proc.store.cached_instances(["S1"])
-    record = proc.pipeline_job_record(
-        "j", "P-LUNG", "normal", [c.instance for c in cached], inputs=[c.position for c in cached]
-    )
+    record = pipeline_job(
+        "j", "P-LUNG", "normal", [c.instance for c in cached], processor=proc.name,
+        ae_title=proc.ae_title, inputs=[c.position for c in cached],
+    )  # fmt: skip
     event = encode(envelope(record, source="a1", time_ms=1, event_id=record.jobs[0].job_id))
     proc.store.claim(
         record.jobs[0].job_id, JOB, event, [c.instance.sop_instance_uid for c in cached], 1
