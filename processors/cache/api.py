@@ -15,8 +15,8 @@ parameters get FastAPI's 422. A failed request changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
@@ -48,6 +48,7 @@ from processors.cache.requests import (
     UnknownAeTitleError,
     UnknownStudiesError,
 )
+from processors.cache.rows import Page
 
 PREFIX = "/cache"
 _STATUS: dict[type[CacheRequestError], int] = {
@@ -87,6 +88,31 @@ def _next(offset: int, limit: int, shown: int, total: int) -> int | None:
     return offset + shown if shown and offset + shown < total else None
 
 
+PageT = TypeVar("PageT", PatientPage, StudyPage, SeriesPage)
+
+
+def _page(
+    page_type: type[PageT],
+    item: Callable[[Any], Any],
+    rows: Callable[[], Page[Any]],
+    limit: int,
+    offset: int,
+) -> PageT | JSONResponse:
+    """One page of a listing (``rows`` read from the store, each made an ``item``), or
+    the error response of a failed read."""
+    try:
+        page = rows()
+    except CacheRequestError as exc:
+        return error_response(exc)
+    return page_type(
+        items=[item(row) for row in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+        next_offset=_next(offset, limit, len(page.items), page.total),
+    )
+
+
 def create_router(processors: Mapping[str, JobProcessor]) -> APIRouter:
     """The API over the cache processors in ``processors`` (by AE title; a live mapping)."""
     router = APIRouter(prefix=PREFIX, tags=["cache"], responses=_ERRORS)
@@ -117,14 +143,9 @@ def create_router(processors: Mapping[str, JobProcessor]) -> APIRouter:
         ae_title: AeTitle, limit: Limit = 100, offset: Offset = 0
     ) -> PatientPage | JSONResponse:
         """Patients with cached instances, by PatientID, with counts and times."""
-        try:
-            page = cache(ae_title).store.patients(limit, offset)
-        except CacheRequestError as exc:
-            return error_response(exc)
-        return PatientPage(
-            items=[PatientOut.of(p) for p in page.items],
-            total=page.total, limit=limit, offset=offset,
-            next_offset=_next(offset, limit, len(page.items), page.total),
+        return _page(
+            PatientPage, PatientOut.of, lambda: cache(ae_title).store.patients(limit, offset),
+            limit, offset,
         )  # fmt: skip
 
     @router.get("/{ae_title}/studies", response_model=StudyPage, summary="Cached studies")
@@ -135,14 +156,9 @@ def create_router(processors: Mapping[str, JobProcessor]) -> APIRouter:
         patient_id: Annotated[str | None, Query(description="only this patient's")] = None,
     ) -> StudyPage | JSONResponse:
         """Studies with cached instances, by Study Instance UID, with counts and times."""
-        try:
-            page = cache(ae_title).store.studies(limit, offset, patient_id)
-        except CacheRequestError as exc:
-            return error_response(exc)
-        return StudyPage(
-            items=[StudyOut.of(s) for s in page.items],
-            total=page.total, limit=limit, offset=offset,
-            next_offset=_next(offset, limit, len(page.items), page.total),
+        return _page(
+            StudyPage, StudyOut.of,
+            lambda: cache(ae_title).store.studies(limit, offset, patient_id), limit, offset,
         )  # fmt: skip
 
     @router.get("/{ae_title}/series", response_model=SeriesPage, summary="Cached series")
@@ -153,14 +169,9 @@ def create_router(processors: Mapping[str, JobProcessor]) -> APIRouter:
         study_uid: Annotated[str | None, Query(description="only this study's")] = None,
     ) -> SeriesPage | JSONResponse:
         """Series with cached instances, by Series Instance UID, with counts and times."""
-        try:
-            page = cache(ae_title).store.series(limit, offset, study_uid)
-        except CacheRequestError as exc:
-            return error_response(exc)
-        return SeriesPage(
-            items=[SeriesOut.of(s) for s in page.items],
-            total=page.total, limit=limit, offset=offset,
-            next_offset=_next(offset, limit, len(page.items), page.total),
+        return _page(
+            SeriesPage, SeriesOut.of,
+            lambda: cache(ae_title).store.series(limit, offset, study_uid), limit, offset,
         )  # fmt: skip
 
     @router.get(
