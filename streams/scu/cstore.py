@@ -147,7 +147,7 @@ class CStoreSender(BatchSender):
                 for entry in group:
                     report(entry.failed(reason, error))
                 return
-            keep_responses(assoc)
+            _keep_responses(assoc)
             accepted = [
                 (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
                 for cx in assoc.accepted_contexts
@@ -251,12 +251,8 @@ class _Requestor(AE):
         return assoc_socket
 
 
-def keep_responses(assoc: Any) -> None:
-    """Work around pynetdicom 3.0's requestor race (docs/reliability.md, chaos seed
-    1028): ``send_c_store`` can find the reactor not yet paused, the reactor then takes
-    the C-STORE-RSP, logs "Received unexpected C-STORE service message" and drops it, and
-    the sender waits out its DIMSE timeout. Responses go back to the DIMSE queue instead,
-    where ``send_c_store`` reads them. Call it on an established requestor association."""
+def _keep_responses(assoc: Any) -> None:
+    """Responses the reactor takes go back to the DIMSE queue (pynetdicom 3.0 race)."""
     serve = assoc._serve_request
 
     def serve_or_give_back(msg: Any, context_id: int) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from streams.scu.cstore import keep_responses
 from tests.chaos.plan import Batch, Instance
 from tests.helpers.dicom import make_ct, storescu, write_instances
 
@@ -142,6 +141,23 @@ def _close_socket(assoc: Any) -> None:
         sock.close()
 
 
+def _keep_responses(assoc: Any) -> None:
+    """Work around pynetdicom 3.0's requestor race (docs/reliability.md, chaos seed
+    1028): ``send_c_store`` can find the reactor not yet paused, the reactor then takes
+    the C-STORE-RSP, logs "Received unexpected C-STORE service message" and drops it, and
+    the sender waits out its DIMSE timeout. Responses go back to the DIMSE queue instead,
+    where ``send_c_store`` reads them (the fix of the ingest baselines' ``pyn_send.py``)."""
+    serve = assoc._serve_request
+
+    def serve_or_give_back(msg: Any, context_id: int) -> None:
+        if msg.is_valid_request:
+            serve(msg, context_id)
+        else:
+            assoc.dimse.msg_queue.put((context_id, msg))
+
+    assoc._serve_request = serve_or_give_back
+
+
 def send_pynetdicom(port: int, batch: Batch, connect_s: float) -> list[Outcome]:
     """One association with pynetdicom; stops at the first C-STORE without an answer.
     Connects as :func:`send_dcmtk` does."""
@@ -154,7 +170,7 @@ def send_pynetdicom(port: int, batch: Batch, connect_s: float) -> list[Outcome]:
     assoc = _associate(port, ae, batch.instances[0].ae, connect_s)
     reason = "association not established"
     if assoc.is_established:
-        keep_responses(assoc)
+        _keep_responses(assoc)
         for item, ds in zip(batch.instances, datasets, strict=True):
             began = time.monotonic()
             try:
