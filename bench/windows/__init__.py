@@ -37,6 +37,15 @@ Sides:
   ``bench/windows/.venv`` (git-ignored), created on first use with
   ``pip install 'quixstreams>=3.27'`` -- it is not a project dependency.
 
+Scale-out (issue 19): ``--partitions 2 --replicas 1,2`` runs our runtime side as one
+process and as two replicas (same config, one consumer group, so Kafka gives each a
+partition), interleaved in the same run; the two-process side is timed from its group
+being Stable with both members (the dedicated broker then delays a new group's first
+rebalance by 3 s, Kafka's default, so both join one generation; a member working alone
+first or a rebalance later is reported and leaves that run out of the ratio), its CPU
+is the sum of both processes', its peak RSS the larger one's. The report adds a table
+of N processes' events/s over one's. Quix and the shell always run one process.
+
 ``--profile`` runs our side under pyinstrument (text reports in ``--work``). Results and
 their discussion: ``docs/benchmarks.md``, section "Windows".
 """

@@ -49,6 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="sessions per key (default 2)")
     parser.add_argument("--partitions", type=int, default=1, help="input partitions (default 1)")
     parser.add_argument(
+        "--replicas",
+        default="1",
+        metavar="N[,N...]",
+        help="process counts of our runtime side, comma-separated, e.g. 1,2 (with "
+        "--partitions 2): each runs as a side of its own, interleaved with the others; N "
+        "copies of 'dicom-adapter process' share one config and consumer group, timed from "
+        "the group Stable with N members; CPU = their sum, peak RSS = the largest; the "
+        "report adds N's events/s over 1's. Quix and the shell always run one process "
+        "(default 1)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=2, help="runs of every side, interleaved (default 2)"
     )
     parser.add_argument(
@@ -109,6 +120,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(str(exc))
     if args.partitions < 1 or args.repeat < 1:
         parser.error("--partitions and --repeat must be at least 1")
+    try:
+        args.replica_counts = list(dict.fromkeys(int(n) for n in args.replicas.split(",")))
+    except ValueError:
+        parser.error(f"--replicas {args.replicas!r}: give comma-separated whole numbers")
+    if not all(1 <= n <= args.partitions for n in args.replica_counts):
+        parser.error(
+            f"--replicas {args.replicas}: each count from 1 to --partitions "
+            f"({args.partitions}); a replica without a partition would only wait"
+        )
     return args
 
 
@@ -117,14 +137,26 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
     broker: KafkaBroker | None = None
     bootstrap = args.kafka
     facts: list[str] = []
+    # Replicas must join one generation: with the broker's usual delay of 0 the first
+    # would be Stable alone and work until the next heartbeat before the group rebalances.
+    replicated = max(args.replica_counts) > 1
+    delay = {"group.initial.rebalance.delay.ms": "3000"} if replicated else {}
     if bootstrap is None:
-        broker = KafkaBroker(work / "kafka", heap="1g")
+        broker = KafkaBroker(work / "kafka", heap="1g", properties=delay)
         print(f"starting a dedicated {broker.description} ...", flush=True)
         await broker.start()
         bootstrap = broker.bootstrap_servers
         facts.append(f"Broker: dedicated {broker.description}, 1 node, same machine, -Xmx1g")
+        if replicated:
+            facts.append(
+                "group.initial.rebalance.delay.ms=3000 (Kafka's default; 0 otherwise here) so "
+                "replicas join one generation: every side's start-up takes 3 s longer"
+            )
     else:
         facts.append(f"Broker: existing at {bootstrap}")
+        if replicated:
+            facts.append("Replicas join one generation only if that broker delays a new "
+                         "group's first rebalance (group.initial.rebalance.delay.ms)")  # fmt: skip
     load_before = os.getloadavg()
     try:
         broker_pid = broker.pid if broker is not None else None
@@ -243,7 +275,7 @@ def _sides(
         return str(work / f"{prefix}.profile.txt") if args.profile else None
 
     def runtime(
-        tuned: tuple[str, ...], root: str = cwd, name: str | None = None
+        tuned: tuple[str, ...], root: str = cwd, name: str | None = None, replicas: int = 1
     ) -> Callable[[str, str], SideSpec]:
         def make(prefix: str, _shared: str) -> SideSpec:
             config = work / f"{prefix}.config.json"
@@ -262,6 +294,7 @@ def _sides(
                 profile=profile_path(prefix),
                 tuned=tuned,
                 name=name,
+                replicas=replicas,
             )
 
         return make
@@ -273,15 +306,19 @@ def _sides(
         )  # fmt: skip
 
     for mode in _ours_modes(args.ours):
-        if mode == "runtime":
-            factories.append(("ours", runtime(())))
+        if mode != "runtime":
+            factories.append(("shell", shell))
+            continue
+        # every build and what-if of the runtime at every replica count
+        for n in args.replica_counts:
+            x = "" if n == 1 else f"-x{n}"
+            factories.append((f"ours{x}", runtime((), replicas=n)))
             if args.baseline is not None:
                 base = str(args.baseline.resolve())
-                factories.append(("ours-b", runtime((), base, "ours (baseline)")))
+                factories.append((f"ours-b{x}", runtime((), base, "ours (baseline)", n)))
             if args.what_if.strip():
-                factories.append(("ours-w", runtime(tuple(args.what_if.split()))))
-        else:
-            factories.append(("shell", shell))
+                what_if = tuple(args.what_if.split())
+                factories.append((f"ours-w{x}", runtime(what_if, replicas=n)))
     if quix_python is not None:
 
         def quix(variant: str) -> Callable[[str, str], SideSpec]:

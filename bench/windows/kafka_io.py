@@ -12,9 +12,11 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
@@ -175,11 +177,18 @@ class OutputWatcher:
 
 
 class GroupProbe:
-    """Notes when a consumer group first becomes ``Stable`` with a member: records flow.
+    """Notes when a consumer group first becomes ``Stable`` with its members: records flow.
 
     The same start mark for both sides, without hooks in either (the processors'
     own "first record" marks are reported where available). With ``group_id=None`` it
     watches for the first group that did not exist when :meth:`start` was called.
+
+    ``members`` > 1 (replicas of one processor): the mark is the first ``Stable`` with at
+    least that many members; an earlier ``Stable`` with fewer is kept as
+    :attr:`split_ms` (those members worked alone before the mark), the members'
+    partitions at the mark as :attr:`assignment`, and the group is then watched until
+    :meth:`stop`: every state or member count other than ``Stable`` with ``members`` is
+    kept in :attr:`changes` (a rebalance during the timed span).
     """
 
     def __init__(
@@ -188,12 +197,20 @@ class GroupProbe:
         group_id: str | None,
         interval_s: float = 0.05,
         on_stable: Callable[[], None] | None = None,
+        *,
+        members: int = 1,
+        watch_interval_s: float = 0.5,
     ) -> None:
         self.bootstrap = bootstrap
         self.on_stable = on_stable
         self.group_id = group_id
         self.interval_s = interval_s
+        self.members = members
+        self.watch_interval_s = watch_interval_s
         self.stable_ms: int | None = None
+        self.split_ms: int | None = None
+        self.assignment: list[list[int]] = []  # partitions of each member at the mark
+        self.changes: list[str] = []
         self._known: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -213,28 +230,58 @@ class GroupProbe:
     async def _poll(self, admin: AIOKafkaAdminClient) -> None:
         try:
             while self.stable_ms is None:
-                try:
-                    names = await self._candidates(admin)
-                    responses = await admin.describe_consumer_groups(names) if names else []
-                except KafkaError:  # e.g. no group coordinator yet on a fresh broker
-                    responses = []
-                for response in responses:
-                    for group in response.groups:
-                        # (error_code, group_id, state, protocol_type, protocol, members, ...)
-                        state, members = group[2], group[5]
-                        if state == "Stable" and members and self.stable_ms is None:
-                            self.stable_ms = now_ms()
-                            self.group_id = group[1]
-                            if self.on_stable is not None:
-                                self.on_stable()
+                for group in await self._describe(admin):
+                    # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                    state, members = group[2], group[5]
+                    if state != "Stable" or not members or self.stable_ms is not None:
+                        continue
+                    if len(members) < self.members:
+                        if self.split_ms is None:
+                            self.split_ms = now_ms()
+                        continue
+                    self.stable_ms = now_ms()
+                    self.group_id = group[1]
+                    if self.on_stable is not None:
+                        self.on_stable()
+                    # (member_id, client_id, client_host, metadata, assignment)
+                    self.assignment = [_partitions(member[4]) for member in members]
                 if self.stable_ms is None:
                     await asyncio.sleep(self.interval_s)
+            if self.members > 1:
+                await self._watch(admin)
         finally:
             await admin.close()
 
+    async def _describe(self, admin: AIOKafkaAdminClient) -> list[Any]:
+        try:
+            names = await self._candidates(admin)
+            responses = await admin.describe_consumer_groups(names) if names else []
+        except KafkaError:  # e.g. no group coordinator yet on a fresh broker
+            return []
+        return [group for response in responses for group in response.groups]
+
+    async def _watch(self, admin: AIOKafkaAdminClient) -> None:
+        last = f"Stable, {self.members} members"
+        while True:
+            await asyncio.sleep(self.watch_interval_s)
+            for group in await self._describe(admin):
+                seen = f"{group[2]}, {len(group[5])} members"
+                if seen != last:
+                    assert self.stable_ms is not None
+                    self.changes.append(f"+{(now_ms() - self.stable_ms) / 1000:.1f}s {seen}")
+                    last = seen
+
     async def stop(self) -> None:
-        """Stop polling."""
+        """Stop polling (again: no-op)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _partitions(assignment: bytes) -> list[int]:
+    """The partitions in a member's assignment (consumer protocol), sorted."""
+    if not assignment:
+        return []
+    decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+    return sorted(tp.partition for tp in decoded.partitions())

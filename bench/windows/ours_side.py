@@ -114,6 +114,7 @@ def runtime_spec(
     profile: str | None = None,
     tuned: tuple[str, ...] = (),
     name: str | None = None,
+    replicas: int = 1,
 ) -> SideSpec:
     """``dicom-adapter process`` (the real runtime) as a child process.
 
@@ -121,23 +122,44 @@ def runtime_spec(
     with ``tuned`` (:mod:`bench.windows.ours_tuned` options) through that what-if wrapper.
     ``cwd`` is the source tree it runs from (``python -m`` imports from there first), so
     a worktree of another commit runs that commit's runtime: ``name`` tells them apart.
+    ``replicas`` > 1: that many identical processes (same config, so one consumer group
+    that splits the partitions between them), named ``<name>, <n> replicas``; each
+    profile goes to ``<profile stem>.<n><suffix>``.
     """
-    runner = [sys.executable]
-    if profile:
-        runner += ["-m", "pyinstrument", "-i", "0.001", "-r", "text", "--show-all", "-o", profile]
     entry = ["-m", "processors.cli"]
     if tuned:
         entry = ["-m", "bench.windows.ours_tuned", *tuned, "--"]
     cli = [*entry, "--log-level", log_level, "process"]
-    argv = [*runner, *cli, "--config", str(config), "--kafka", bootstrap]
+
+    def argv(report: str | None) -> list[str]:
+        runner = [sys.executable]
+        if report:
+            runner += [
+                "-m", "pyinstrument", "-i", "0.001", "-r", "text", "--show-all", "-o", report,
+            ]  # fmt: skip
+        return [*runner, *cli, "--config", str(config), "--kafka", bootstrap]
+
+    replica_argvs: list[list[str]] = []
+    if replicas > 1:
+        replica_argvs = [argv(_numbered(profile, n + 1)) for n in range(replicas)]
+    base = name or " ".join(["ours", *tuned])
     # consumer group of the AE title's lane: processors.roles.lane.processors_group
-    name = name or " ".join(["ours", *tuned])
     return SideSpec(
-        name,
-        argv,
+        base if replicas == 1 else f"{base}, {replicas} replicas",
+        replica_argvs[0] if replica_argvs else argv(profile),
         f"{prefix}.processors.{AE_TITLE}",
         f"{prefix}.jobs",
         parse_group_closed,
         input_topic=f"{prefix}.instances",
         cwd=cwd,
+        replica_argvs=replica_argvs,
+        base_name=base,
     )
+
+
+def _numbered(path: str | None, n: int) -> str | None:
+    """``a/b.profile.txt`` -> ``a/b.profile.<n>.txt`` (``None`` stays ``None``)."""
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p.with_suffix(f".{n}{p.suffix}"))

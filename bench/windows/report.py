@@ -45,8 +45,14 @@ def _by_name(sides: Sequence[SideResult]) -> dict[str, list[SideResult]]:
     return out
 
 
+def _valid(results: Sequence[SideResult]) -> list[SideResult]:
+    """Runs with every group whose replicas (if any) joined in one go and stayed."""
+    return [r for r in results if r.complete and r.clean_start and r.rate_from_stable]
+
+
 def _best(results: Sequence[SideResult]) -> SideResult:
-    return max(results, key=lambda r: r.rate_from_stable or 0.0)
+    """The fastest run, among the valid ones if there are any (see :func:`_valid`)."""
+    return max(_valid(results) or results, key=lambda r: r.rate_from_stable or 0.0)
 
 
 def markdown(runs: Sequence[KeysRun], memory: Sequence[Memory], baseline: str = "quix") -> str:
@@ -62,7 +68,10 @@ def markdown(runs: Sequence[KeysRun], memory: Sequence[Memory], baseline: str = 
         for name, results in named.items():
             best = _best(results)
             ok = sum(r.complete for r in results)
-            every = ", ".join(rate_text(r.rate_from_stable) for r in results)
+            every = ", ".join(
+                rate_text(r.rate_from_stable) + ("" if r.clean_start else " (split)")
+                for r in results
+            )
             cpu = min((r.cpu_s for r in results if r.cpu_s is not None), default=None)
             bcpu = min((r.broker_cpu_s for r in results if r.broker_cpu_s is not None),
                        default=None)  # fmt: skip
@@ -78,6 +87,7 @@ def markdown(runs: Sequence[KeysRun], memory: Sequence[Memory], baseline: str = 
                 f"| {_num(_per_event_us(bcpu, run.events), '{:.0f}')} "
                 f"| {_num(rss / 1024 if rss else None)} | {ratio} |"
             )
+    lines += scale_out(runs)
     if any(run.inproc for run in runs):
         lines += [
             "",
@@ -110,6 +120,57 @@ def markdown(runs: Sequence[KeysRun], memory: Sequence[Memory], baseline: str = 
     return "\n".join(lines)
 
 
+def _ratio(a: SideResult | None, b: SideResult | None) -> str:
+    if a is None or b is None or not a.rate_from_stable or not b.rate_from_stable:
+        return "-"
+    return f"{a.rate_from_stable / b.rate_from_stable:.2f}"
+
+
+def scale_out(runs: Sequence[KeysRun]) -> list[str]:
+    """Replicas against one process of the same side, same run: a Markdown table (lines).
+
+    ``best`` divides the best valid run of N processes by the best valid run of one
+    (valid: every group complete, replicas joined in one go and stayed); ``each repeat``
+    divides the i-th run of N by the i-th of one (run next to each other), ``?`` where
+    either is not valid. Empty without replicated sides.
+    """
+    lines: list[str] = []
+    for run in runs:
+        named = _by_name(run.sides)
+        single = {rs[0].base_name: rs for rs in named.values() if rs[0].replicas == 1}
+        for name, results in named.items():
+            one = single.get(results[0].base_name)
+            if results[0].replicas == 1 or one is None:
+                continue
+            pairs = [
+                _ratio(a, b) if _valid([a]) and _valid([b]) else "?"
+                for a, b in zip(results, one, strict=False)
+            ]
+            best_n = max(_valid(results), key=lambda r: r.rate_from_stable or 0, default=None)
+            best_1 = max(_valid(one), key=lambda r: r.rate_from_stable or 0, default=None)
+            lines.append(
+                f"| {run.keys:,} | {name} | {_rate(best_n)} | {_rate(best_1)} "
+                f"| {_ratio(best_n, best_1)} | {', '.join(pairs)} |"
+            )
+    if not lines:
+        return []
+    return [
+        "",
+        "| keys | side (N processes, one consumer group) | events/s, best of N | events/s, "
+        "best of 1 | N ÷ 1, best | N ÷ 1, each repeat |",
+        "|---:|---|---:|---:|---:|---|",
+        *lines,
+        "",
+        "N processes: CPU is their sum, peak RSS the largest one's (each one's in the "
+        "details); runs where not every group came or the replicas did not join in one go "
+        "and stay are left out of the ratios (?).",
+    ]
+
+
+def _rate(result: SideResult | None) -> str:
+    return rate_text(result.rate_from_stable if result is not None else None)
+
+
 def side_details(runs: Sequence[KeysRun]) -> str:
     """Per side: every mark, counts and notes (for the log of a run)."""
     out: list[str] = []
@@ -130,6 +191,13 @@ def side_details(runs: Sequence[KeysRun]) -> str:
                 f"CPU {_cpu(s.cpu_s)} s (broker {_cpu(s.broker_cpu_s)} s), exit {s.exit_code}, "
                 f"log {s.log_path}" + (f"; {'; '.join(s.notes)}" if s.notes else "")
             )
+            if s.replicas > 1:
+                rss = ", ".join(_num(r / 1024 if r else None) for r in s.peak_rss_kb_each)
+                out.append(
+                    f"    {s.replicas} processes: partitions {s.assignment or '?'} at the "
+                    f"stable mark, peak RSS {rss} MB, "
+                    + ("joined in one go, no rebalance" if s.clean_start else "NOT a clean start")
+                )
     return "\n".join(out)
 
 
