@@ -10,7 +10,9 @@ that it answers the two questions of DESIGN.md §4 ("exactly-once jobs without l
   (:meth:`LedgerIndex.load`);
 * on commit of offset ``c``, *where a new owner must start reading*
   (:meth:`LedgerIndex.positions`): the oldest record with an input at or after ``c``,
-  or the known end of the jobs partition (records acknowledged later land after it).
+  or the known end of the jobs partition (records acknowledged later land after it) --
+  moved past other writers' records by :meth:`LedgerIndex.observed`, so a start-up
+  does not re-read what the submitter wrote after our last record.
 
 Placement: with as many jobs partitions as instances partitions, the runtime writes the
 records of instances partition ``p`` to jobs partition ``p`` (one position per
@@ -129,6 +131,15 @@ class LedgerIndex:
             entries = self._entries.get(partition)
             if entries is not None:
                 entries.append(_Entry(jobs_partition, jobs_offset, offset))
+
+    def observed(self, ends: Mapping[int, int]) -> None:
+        """The jobs partitions' ends, read while this writer had nothing in flight:
+        every record of ours is below them and every later one lands at or after them,
+        so what lies between our last record and these ends (other writers' records:
+        the submitter's, the reclaimer's) need not be read by a new owner."""
+        for jobs_partition, end in ends.items():
+            if end > self._ends.get(jobs_partition, 0):
+                self._ends[jobs_partition] = end
 
     def positions(self, partition: int, commit: int) -> dict[int, int]:
         """``{jobs partition: offset}`` to store with the commit of ``commit`` on

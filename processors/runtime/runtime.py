@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 30.0
 _METRICS_INTERVAL_S = 1.0
+#: How often an idle runtime reads the jobs partitions' ends (:meth:`LedgerIndex.observed`).
+LEDGER_ENDS_INTERVAL_S = 5.0
 
 
 class ProcessorRoleError(AdapterError):
@@ -94,6 +96,8 @@ class ProcessorRuntime:
         self._revoked_bounds: dict[int, int | None] = {}
         self._source: KafkaSource | None = None
         self._metrics_at = 0.0
+        self._ends_at = 0.0
+        self._observing: asyncio.Future[bool] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
         self.router = InstanceRouter(
@@ -266,6 +270,30 @@ class ProcessorRuntime:
         if self.sink.error is not None:
             self.fail(BrokerError(f"writing to {self.jobs_topic} failed: {self.sink.error}"))
         self._update_metrics(throttled=True)
+        loop = asyncio.get_running_loop()
+        idle = not self.sink.backlog and (self._observing is None or self._observing.done())
+        if idle and self._ready and loop.time() - self._ends_at >= LEDGER_ENDS_INTERVAL_S:
+            self._ends_at = loop.time()
+            self._observing = asyncio.ensure_future(self.observe_ledger_ends())
+
+    async def observe_ledger_ends(self) -> bool:
+        """Read the ends of our jobs partitions while the sink writes nothing, and let the
+        next commits store them (:meth:`LedgerIndex.observed`); False if the sink wrote
+        meanwhile or the read failed (the next try comes with a later batch)."""
+        source = self._source
+        if source is None or self.sink.backlog:
+            return False
+        written = self.sink.written
+        home = sorted({jp for p in self._ready for jp in self.index.home(p)})
+        try:
+            _, ends = await source.offsets([TopicPartition(self.jobs_topic, jp) for jp in home])
+        except Exception as exc:  # transient: the positions simply stay where they were
+            log.debug("reading the ends of %s failed: %s", self.jobs_topic, exc)
+            return False
+        if self.sink.backlog or self.sink.written != written:
+            return False  # a record of ours may lie below these ends unacknowledged
+        self.index.observed({tp.partition: end for tp, end in ends.items()})
+        return True
 
     def _on_source_error(self, error: Exception) -> None:
         self.fail(BrokerError(f"reading {self.instances_topic} failed: {error}"))
@@ -292,6 +320,10 @@ class ProcessorRuntime:
             await asyncio.wait_for(self.sink.drain(), DRAIN_TIMEOUT_S)
         except Exception as exc:  # held offsets stay uncommitted: the next run re-forms
             self.fail(BrokerError(f"closed groups not written at shutdown: {exc}"))
+        if self._observing is not None:
+            await asyncio.gather(self._observing, return_exceptions=True)
+        if self.failure is None:  # the last commit lets the next start skip the tail
+            await self.observe_ledger_ends()
         self.sink.close()
         if self._assigned_flag is not None:
             self._assigned_flag.clear("stopping")

@@ -112,6 +112,16 @@ def test_acknowledged_records_move_the_end_and_are_kept_until_passed() -> None:
     assert index.pending(1) == 0
 
 
+def test_observed_ends_move_the_resume_position_past_other_writers_records() -> None:
+    index = LedgerIndex(3, 3)
+    index.load([0], {0: 5}, [(0, 11, closed((0, 8)))], {0: 13})
+    index.observed({0: 40})  # the submitter wrote 27 records after ours, nothing in flight
+    assert index.positions(0, 5) == {0: 11}  # our record past the commit still comes first
+    assert index.positions(0, 9) == {0: 40}  # nothing of ours left: start at the observed end
+    index.observed({0: 30})  # an older observation never moves it back
+    assert index.positions(0, 9) == {0: 40}
+
+
 def test_a_record_on_another_jobs_partition_is_named_in_the_metadata() -> None:
     # E.g. a custom processor's job over inputs of two partitions, placed by its first.
     index = LedgerIndex(2, 2)
