@@ -132,14 +132,18 @@ class LedgerIndex:
             if entries is not None:
                 entries.append(_Entry(jobs_partition, jobs_offset, offset))
 
-    def observed(self, ends: Mapping[int, int]) -> None:
+    def observed(self, ends: Mapping[int, int]) -> bool:
         """The jobs partitions' ends, read while this writer had nothing in flight:
         every record of ours is below them and every later one lands at or after them,
         so what lies between our last record and these ends (other writers' records:
-        the submitter's, the reclaimer's) need not be read by a new owner."""
+        the submitter's, the reclaimer's) need not be read by a new owner. True if a
+        known end moved (the stored positions are then stale)."""
+        moved = False
         for jobs_partition, end in ends.items():
             if end > self._ends.get(jobs_partition, 0):
                 self._ends[jobs_partition] = end
+                moved = True
+        return moved
 
     def positions(self, partition: int, commit: int) -> dict[int, int]:
         """``{jobs partition: offset}`` to store with the commit of ``commit`` on

@@ -277,9 +277,10 @@ class ProcessorRuntime:
             self._observing = asyncio.ensure_future(self.observe_ledger_ends())
 
     async def observe_ledger_ends(self) -> bool:
-        """Read the ends of our jobs partitions while the sink writes nothing, and let the
-        next commits store them (:meth:`LedgerIndex.observed`); False if the sink wrote
-        meanwhile or the read failed (the next try comes with a later batch)."""
+        """Read the ends of our jobs partitions while the sink writes nothing, and store
+        them with the next commit (:meth:`LedgerIndex.observed`, ``KafkaSource.restamp``:
+        also when no input moved); False if the sink wrote meanwhile or the read failed
+        (the next try comes with a later batch)."""
         source = self._source
         if source is None or self.sink.backlog:
             return False
@@ -292,7 +293,9 @@ class ProcessorRuntime:
             return False
         if self.sink.backlog or self.sink.written != written:
             return False  # a record of ours may lie below these ends unacknowledged
-        self.index.observed({tp.partition: end for tp, end in ends.items()})
+        if self.index.observed({tp.partition: end for tp, end in ends.items()}):
+            # an idle input commits nothing: store the moved positions with the last commit
+            source.restamp(TopicPartition(self.instances_topic, p) for p in self._ready)
         return True
 
     def _on_source_error(self, error: Exception) -> None:

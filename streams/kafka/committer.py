@@ -9,7 +9,7 @@ reads back what the group committed (on assignment, so a commit never moves back
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -46,6 +46,7 @@ class Committer:
         self._bound = bound
         self._metadata = metadata
         self._at_assignment: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._restamp: set[TopicPartition] = set()
         self._admin: Any = None
 
     def pending(self) -> dict[TopicPartition, int]:
@@ -76,12 +77,26 @@ class Committer:
         log.debug("group %s committed %s", self.group_id, chosen)
         return chosen
 
+    def restamp(self, partitions: Iterable[TopicPartition]) -> None:
+        """Store fresh metadata with the last commit of ``partitions`` at the next
+        :meth:`commit_pending`, even if their offsets did not move (an idle processor's
+        ledger position moves while its input does not). Only for partitions whose
+        metadata is ready: the commit stores what ``metadata`` returns then."""
+        self._restamp.update(partitions)
+
     async def commit_pending(
         self, consumer: Any, only: frozenset[TopicPartition] | None = None
     ) -> None:
-        """Commit what is safe (of ``only``); a refusal is logged, not raised: the next
-        owner re-reads from the last good commit and the ledger dedupes."""
+        """Commit what is safe (of ``only``) and re-commit the partitions to
+        :meth:`restamp`; a refusal is logged, not raised: the next owner re-reads from
+        the last good commit and the ledger dedupes."""
         pending = self.pending()
+        restamp = self._restamp if only is None else self._restamp & only
+        for tp in restamp:
+            last = self.tracker.last_committed(tp)
+            if last is not None:
+                pending.setdefault(tp, last)
+        self._restamp -= restamp
         if only is not None:
             pending = {tp: off for tp, off in pending.items() if tp in only}
         if not pending:
@@ -126,6 +141,7 @@ class Committer:
     def forget(self, partitions: frozenset[TopicPartition]) -> None:
         """Drop the state of revoked partitions."""
         self.tracker.forget(partitions)
+        self._restamp -= partitions
         for tp in partitions:
             self._at_assignment.pop(tp, None)
 

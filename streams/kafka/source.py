@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import reactivex
@@ -240,6 +240,11 @@ class KafkaSource(Service):
         Raises :class:`BrokerError` if the broker refuses (e.g. the group rebalanced).
         """
         return await self.commits.commit(self._running(), offsets, metadata)
+
+    def restamp(self, partitions: Iterable[TopicPartition]) -> None:
+        """Store fresh ``commit_metadata`` with the last commit of ``partitions`` at the
+        next periodic commit (or at :meth:`stop`), though their offsets did not move."""
+        self.commits.restamp(partitions)
 
     def committed_at(self, tp: TopicPartition) -> OffsetAndMetadata | None:
         """What the group had committed for ``tp`` when it was assigned (``None``: none)."""

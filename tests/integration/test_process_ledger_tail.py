@@ -4,7 +4,9 @@ The process role stores with each commit where a new owner must start reading th
 ledger. Before issue 13's soak that was the end of its own last record, so everything the
 submitter and the reclaimer wrote after it (two records per job) was read again at every
 start: 8.8 s and +120 MiB at 100,000 jobs. Now the runtime reads the jobs partitions'
-ends while its writer is idle, and the commit stores those.
+ends while its writer is idle, and the commit stores those -- also when its input is idle
+and nothing new is committed (the soak's second run: 3.9 s, the submitter's records
+written after the processor's last commit).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from processors.roles import ProcessRole, processors_group
 from processors.runtime import decode_positions
 from streams.config import load_config
 from streams.events import GroupInstance, JobSubmitted, envelope
-from streams.kafka import EventPublisher, ensure_topics
+from streams.kafka import EventPublisher, LogReader, ensure_topics
+from tests.helpers.cluster import poll
 from tests.helpers.processor import AE, PIPELINES, instance, key_of, write_config
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import committed_offsets, wait_until
 
 pytestmark = [pytest.mark.kafka]
 
@@ -75,3 +78,65 @@ async def test_the_commit_lets_the_next_start_skip_other_writers_records(
     [(_, om)] = committed.items()
     assert om.offset == offset  # held by the open group, as always
     assert decode_positions(om.metadata) == {0: OTHERS}  # past the other writer's records
+
+
+async def test_an_idle_processor_stores_the_ledger_end_with_its_last_commit(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    prefix = unique_name("tail-idle")
+    instances_topic, jobs_topic = f"{prefix}.instances", f"{prefix}.jobs"
+    await ensure_topics(kafka_bootstrap, {instances_topic: 1, jobs_topic: 1})
+    config = load_config(
+        write_config(
+            tmp_path / "adapter.yaml", prefix=prefix, storage=tmp_path / "storage",
+            partitions=1, pipelines=PIPELINES, adapter_id="proc", timeout_s=1,
+        ),
+        env={},
+    ).with_kafka(kafka_bootstrap)  # fmt: skip
+    role = ProcessRole(config)
+    group = processors_group(prefix, AE)
+    stop = asyncio.Event()
+    task = asyncio.create_task(role.run(stop))
+    try:
+        await wait_until(
+            lambda: role.started.is_set() and role.runtime.ready_partitions == {0}, "ready"
+        )
+        now = int(time.time() * 1000)
+        item = instance(patient="PAT-1", study="1.2.3", sop="1.2.3.1", received_at=now)
+        async with EventPublisher(kafka_bootstrap) as publisher:
+            _, offset = await publisher.publish(
+                instances_topic, key_of(item), envelope(item, source="scp", time_ms=now)
+            )
+            # the group closes (1 s) and its input is committed: nothing is left to commit
+            await wait_until(
+                lambda: (
+                    role.runtime.sink.written >= 1 and role.runtime.processors[AE].open_groups == 0
+                ),
+                "the group is closed",
+            )
+
+            async def committed() -> bool:
+                found = await committed_offsets(kafka_bootstrap, group)
+                return any(value > offset for value in found.values())
+
+            await poll("the input is committed", committed)
+            files = (GroupInstance("1.2.3.9", "1.2.3", "1.2.3.9", "/st/x.dcm"),)
+            for n in range(OTHERS):  # the submitter's records, after our last commit
+                done = JobSubmitted(f"j{n}", "n", AE, "p", "pid", "normal", "/st/p", files, 1)
+                env = envelope(done, source="sub", time_ms=now)
+                await publisher.publish(jobs_topic, f"{AE}/x", env)
+    finally:
+        stop.set()
+        await task
+    async with LogReader(kafka_bootstrap) as reader:
+        ends = await reader.end_offsets(jobs_topic)
+    assert ends[0] > OTHERS  # our group.closed, then the others' records
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    [(_, om)] = committed.items()
+    assert om.offset > offset
+    assert decode_positions(om.metadata) == {0: ends[0]}  # a restart reads none of them
