@@ -34,12 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _line(events: int, jobs: int, s: Startup, disk: int, base: int) -> str:
+def _line(events: int, jobs: int, s: Startup, disk: tuple[int, int, int], base: int) -> str:
+    used, folders, files = disk
     return (
         f"| {events:,} | {jobs:,} | {s.process_ready_s:.1f} | {s.submit_ready_s:.1f} | "
         f"{s.submit_history_s:.1f} ({s.history_records:,} records) | "
         f"{s.process_rss / MIB:.0f} | {s.submit_rss / MIB:.0f} | {base / MIB:.2f} -> "
-        f"{disk / MIB:.2f} |"
+        f"{used / MIB:.2f} ({folders} folders, {files} files) |"
     )
 
 
@@ -49,13 +50,13 @@ async def soak(args: argparse.Namespace, bootstrap: str, work: Path) -> list[dic
     config = write_config(
         work / "soak.yaml", prefix=prefix, storage=storage, partitions=args.partitions, ae=AE
     )
-    baseline = disk_used(storage)
+    baseline, _, _ = disk_used(storage)
     roles = SoakRoles(bootstrap, config, work, prefix, AE)
     results: list[dict[str, object]] = []
     groups_done = 0
     print(
         "| events | jobs | process ready s | submit ready s | submit history read s | "
-        "process RSS MiB | submit RSS MiB | storage MiB (empty -> after retention) |\n"
+        "process RSS MiB | submit RSS MiB | storage MiB (empty -> after retention, left) |\n"
         "|---:|---:|---:|---:|---:|---:|---:|---|",
         flush=True,
     )
@@ -78,7 +79,9 @@ async def soak(args: argparse.Namespace, bootstrap: str, work: Path) -> list[dic
                 "jobs": groups_done,
                 "write_and_drain_s": round(drained_s, 1),
                 **asdict(startup),
-                "storage_bytes": disk,
+                "storage_bytes": disk[0],
+                "storage_folders_left": disk[1],
+                "storage_files_left": disk[2],
                 "storage_bytes_empty": baseline,
             }
         )

@@ -58,13 +58,17 @@ async def write_history(
     return written
 
 
-def disk_used(folder: Path) -> int:
-    """Bytes allocated under ``folder`` (files and folders, as ``du`` counts them)."""
-    total = 0
+def disk_used(folder: Path) -> tuple[int, int, int]:
+    """``(bytes, folders, files)`` under ``folder``: bytes allocated to files and folders
+    as ``du`` counts them (a folder keeps the blocks of the most entries it ever held on
+    ext4), and how many of each are left."""
+    total = folders = files = 0
     for dirpath, dirnames, filenames in os.walk(folder):
+        folders += len(dirnames)
+        files += len(filenames)
         for name in (*dirnames, *filenames):
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
             except FileNotFoundError:
                 continue
-    return total
+    return total, folders, files

@@ -76,16 +76,19 @@ class SoakRoles:
             "process": await self.cluster.start("process", f"process-{time.time_ns()}"),
             "submit": await self.cluster.start("submit", f"submit-{time.time_ns()}"),
         }
-        ready: dict[str, float] = {}
 
         def up(status: int, body: dict[str, object]) -> bool:
             self.cluster.alive()
             return status == 200
 
-        for name, role in self.roles.items():
+        async def ready(role: Role) -> float:  # each role's own time, polled side by side
             await poll_readyz(role.url, up)
-            ready[name] = time.monotonic() - spawned
-        return ready["process"], ready["submit"]
+            return time.monotonic() - spawned
+
+        process_s, submit_s = await asyncio.gather(
+            ready(self.roles["process"]), ready(self.roles["submit"])
+        )
+        return process_s, submit_s
 
     async def drain(self, deadline_s: float) -> None:
         """Wait until every instance is grouped, every job submitted and reclaimed:
