@@ -3,8 +3,14 @@
 Folded from ``source.heartbeat`` records of ``<prefix>.sources`` (docs/processing.md,
 "Time"). A heartbeat says, on its source's clock, "everything I received before
 ``watermark`` is acknowledged by Kafka"; its record is stamped by the broker
-(``LogAppendTime``). ``appended - (sent_at - watermark)`` turns the watermark into bus
-time using a *duration* measured on one clock, so a source's clock offset cancels out.
+(``LogAppendTime``). ``appended - sent_at`` is the source's clock offset *plus the
+heartbeat's delivery delay*; the smallest of these over the source's heartbeats of the
+last ``idle_timeout_ms`` is its offset as well as it can be known, and ``watermark +
+offset`` is the watermark in bus time, whatever the source's clock. (Taking each
+heartbeat's own difference instead trusts its delay to be nil: a heartbeat that waited
+in the producer through a broker outage would be appended late and claim that
+everything up to its append time was delivered -- chaos seed 1008, a study split
+because a killed SCP's outbox was overtaken by its own stale heartbeat.)
 
 * The **watermark** of the bus is the smallest such value over the live sources: nothing
   received earlier can still be appended by any of them. A source that stopped cleanly
@@ -20,7 +26,8 @@ caller's monotonic milliseconds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from streams.events import SOURCE_LOST, SOURCE_STOPPED, SourceHeartbeat
 
@@ -30,6 +37,20 @@ class _Source:
     appended: int  # bus time of its latest heartbeat
     watermark: int  # bus time before which it owes nothing
     state: str
+    # (appended, appended - sent_at) of its recent heartbeats, offsets increasing: the
+    # first is the smallest of the window (a sliding minimum)
+    offsets: deque[tuple[int, int]] = field(default_factory=deque)
+
+    def offset(self, appended: int, sent_at: int, window_ms: int) -> int:
+        """Fold one heartbeat's offset; the smallest of the last ``window_ms``."""
+        offset = appended - sent_at
+        offsets = self.offsets
+        while offsets and offsets[-1][1] >= offset:
+            offsets.pop()
+        offsets.append((appended, offset))
+        while offsets[0][0] < appended - window_ms:
+            offsets.popleft()
+        return offsets[0][1]
 
 
 class BusClock:
@@ -46,8 +67,15 @@ class BusClock:
 
     def heartbeat(self, beat: SourceHeartbeat, appended: int, local: int) -> None:
         """Fold one heartbeat whose record the broker stamped ``appended``."""
-        owes_for = max(0, beat.sent_at - beat.watermark)  # a duration on the source's clock
-        self._sources[beat.source] = _Source(appended, appended - owes_for, beat.state)
+        source = self._sources.get(beat.source)
+        if source is None:
+            source = self._sources[beat.source] = _Source(appended, appended, beat.state)
+        owed_since = min(beat.watermark, beat.sent_at)
+        if beat.state == SOURCE_LOST:  # said by a processor, on its own clock
+            watermark = appended - (beat.sent_at - owed_since)
+        else:
+            watermark = owed_since + source.offset(appended, beat.sent_at, self.idle_timeout_ms)
+        source.appended, source.watermark, source.state = appended, watermark, beat.state
         if appended > self._newest:
             self._newest, self._newest_local = appended, local
 

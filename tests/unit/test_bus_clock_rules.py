@@ -66,6 +66,30 @@ def test_a_stopped_source_owes_nothing_and_with_no_live_source_the_clock_is_bus_
     assert clock.watermark(local=1_000) == T + 50 + 1_000 - 100
 
 
+def test_a_heartbeat_delayed_by_a_broker_outage_claims_no_more_than_it_knew() -> None:
+    # Chaos seed 1008: an SCP's heartbeat (nothing owed when sent) waited in its producer
+    # through a 15 s broker pause; the SCP was then killed with events in its outbox.
+    # Appended late, the heartbeat must not say "all delivered up to my append time".
+    clock = BusClock(idle_timeout_ms=60_000)
+    clock.heartbeat(beat("scp", T), appended=T + 5, local=0)  # offset 5 ms
+    clock.heartbeat(beat("other", T + 15_000), appended=T + 15_000, local=0)
+    clock.heartbeat(beat("scp", T + 250), appended=T + 15_010, local=0)  # sent before the pause
+    assert clock.watermark(local=0) == T + 250 + 5  # what it knew when sent, in bus time
+    clock.heartbeat(beat("scp", T + 15_030), appended=T + 15_035, local=0)  # back, on time
+    assert clock.watermark(local=0) == T + 15_000  # now "other" is the slowest
+
+
+def test_a_source_clock_stepped_back_holds_the_watermark_for_at_most_the_window() -> None:
+    clock = BusClock(idle_timeout_ms=10_000)
+    clock.heartbeat(beat("scp", T), appended=T, local=0)
+    # NTP steps the SCP's clock back by 20 s: each heartbeat now looks 20 s late, and the
+    # source is trusted for no more than its best offset of the window (the earlier one).
+    clock.heartbeat(beat("scp", T + 1_000 - 20_000), appended=T + 1_000, local=0)
+    assert clock.watermark(local=0) == T + 1_000 - 20_000  # later, never earlier
+    clock.heartbeat(beat("scp", T + 10_001 - 20_000), appended=T + 10_001, local=0)
+    assert clock.watermark(local=0) == T + 10_001  # the old offset left the window
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError):
         BusClock(idle_timeout_ms=0)
