@@ -179,13 +179,24 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         """Whether ``instance`` is for this processor's AE title (ordinal comparison)."""
         return instance.called_ae == self._ae_title
 
-    def on_next(self, value: InstanceItem) -> None:
-        """Dispatch one item (:data:`InstanceItem`) to :meth:`handle_record`."""
+    def on_batch(self, items: Sequence[InstanceItem]) -> None:
+        """Several items of one partition, in log order (the runtime hands over each
+        read's instances in one call). The default is :meth:`on_next` for each; override
+        it to work per batch, with the same result as item by item."""
+        for item in items:
+            self.on_next(item)
+
+    def check_running(self) -> None:
+        """Raise :class:`ProcessorFailedError` if the processor failed earlier."""
         if self.failure is not None:
             raise ProcessorFailedError(
                 f"{self.name} {self._ae_title} failed earlier and takes no more input: "
                 f"{self.failure}; restart it (the log is replayed)"
             ) from self.failure
+
+    def on_next(self, value: InstanceItem) -> None:
+        """Dispatch one item (:data:`InstanceItem`) to :meth:`handle_record`."""
+        self.check_running()
         partition, offset, instance = value[0], value[1], value[2]
         time = value[3] if len(value) > 3 else instance.received_at
         if instance.called_ae != self._ae_title:

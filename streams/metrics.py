@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from prometheus_client import (
     REGISTRY,
@@ -213,6 +213,20 @@ def set_open_groups(ae_title: str, count: int) -> None:
     OPEN_GROUPS.labels(ae_title=ae_title).set(count)
 
 
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: ``labels`` validates and locks on every
+    call, a cost per event on the processors' hot path (docs/benchmarks.md). Only for
+    metrics whose label sets are never removed."""
+    key = (metric, labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child
+
+
 def group_closed(
     ae_title: str, reason: str, closed_at_ms: int, deadline_ms: int | None = None
 ) -> None:
@@ -222,10 +236,10 @@ def group_closed(
     The lag is ``closed_at - deadline`` clamped at 0: a group closed before its
     deadline was not late.
     """
-    GROUPS_CLOSED.labels(ae_title=ae_title, reason=reason).inc()
+    _child(GROUPS_CLOSED, ae_title, reason).inc()
     if deadline_ms is not None:
         lag_ms = max(0, closed_at_ms - deadline_ms)
-        GROUP_CLOSE_LAG.labels(ae_title=ae_title).observe(lag_ms / 1000.0)
+        _child(GROUP_CLOSE_LAG, ae_title).observe(lag_ms / 1000.0)
 
 
 def instances_ignored(ae_title: str, reason: str, count: int = 1) -> None:
@@ -236,7 +250,7 @@ def instances_ignored(ae_title: str, reason: str, count: int = 1) -> None:
 
 def foreign_key(source: str) -> None:
     """Count one instance event keyed with another key secret (see :data:`FOREIGN_KEYS`)."""
-    FOREIGN_KEYS.labels(source=source).inc()
+    _child(FOREIGN_KEYS, source).inc()
 
 
 def job_outcome(outcome: JobOutcome, priority: str) -> None:

@@ -17,7 +17,7 @@ pipeline that succeeded).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reactivex import operators as ops
@@ -34,7 +34,7 @@ from processors.aetitle.settings import (
     parse_settings,
 )
 from processors.aetitle.versions import Versions
-from processors.base import JobProcessor
+from processors.base import InstanceItem, JobProcessor
 from processors.contracts import ProcessorContext
 from processors.jobnames import group_id
 from processors.windows import REASON_FORCED, OpenGroup, SessionWindow, session_window
@@ -49,6 +49,9 @@ from streams.events import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What the window takes: ``(partition, offset, instance, group key, log time)``.
+WindowItem = tuple[int, int, InstanceReceived, str, int]
 
 NAME = "AE Title Job Processor"
 DEFAULT_GRACE_MS = 1000
@@ -93,7 +96,7 @@ class AeTitleJobProcessor(JobProcessor):
             self.versions = Versions(self.ae_title, settings.late_window_s * 1000)
         if settings.complete_when is not None:
             self.window.state.complete_fn = load_rule(settings.complete_when).check
-        self._input: Subject[tuple[int, int, InstanceReceived, str, int]] = Subject()
+        self._input: Subject[WindowItem | list[WindowItem]] = Subject()
         self._subscription = self._input.pipe(self.window, ops.map(self._record)).subscribe(
             on_next=self._publish, on_error=self._failed, scheduler=self.scheduler
         )
@@ -141,6 +144,43 @@ class AeTitleJobProcessor(JobProcessor):
         return self.window.open_groups
 
     # -- input -----------------------------------------------------------------------
+
+    def on_batch(self, items: Sequence[InstanceItem]) -> None:
+        """:meth:`~processors.base.JobProcessor.on_next` for each item, with the runs of
+        keyed instances handed to the window as one list (one Rx hop per run, not per
+        instance). A covered or key-less instance first hands over the run before it, so
+        the window sees everything in log order, as item by item."""
+        if type(self).handle_record is not AeTitleJobProcessor.handle_record:
+            super().on_batch(items)  # a subclass changed the per-instance path: keep it
+            return
+        self.check_running()
+        counters, covered, key_fn, ae_title = self.counters, self._covered, self._key, self.ae_title
+        run: list[WindowItem] = []
+        for item in items:
+            partition, offset, instance = item[0], item[1], item[2]
+            if instance.called_ae != ae_title:
+                counters.not_supported += 1
+                continue
+            if covered is not None and covered.covers(partition, offset):
+                run = self._hand_over(run)
+                counters.covered += 1
+                self.on_covered(instance, InputOffset(partition, offset))
+                continue
+            counters.instances += 1
+            key = key_fn(instance)
+            time = item[3] if len(item) > 3 else instance.received_at
+            if key is None:
+                run = self._hand_over(run)
+                self.handle_record(instance, InputOffset(partition, offset), time)
+                continue
+            run.append((partition, offset, instance, key, time))
+        self._hand_over(run)
+
+    def _hand_over(self, run: list[WindowItem]) -> list[WindowItem]:
+        if run:
+            self._input.on_next(run)
+            return []
+        return run
 
     def handle_instance(self, instance: InstanceReceived, position: InputOffset) -> None:
         """:meth:`handle_record` at the instance's ``received_at``."""

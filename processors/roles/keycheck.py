@@ -12,6 +12,7 @@ the same way during a migration (docs/security.md).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from streams import metrics
 from streams.events import InstanceReceived, RecordKeys
@@ -36,9 +37,14 @@ class KeyCheck:
         self._warned: set[str] = set()
         self._expected: dict[tuple[str, str], str] = {}
 
+    def batch(self, records: Sequence[Record]) -> None:
+        """Check every record of a batch."""
+        for record in records:
+            self(record)
+
     def __call__(self, record: Record) -> None:
         data = record.envelope.data
-        if not isinstance(data, InstanceReceived):
+        if type(data) is not InstanceReceived:
             return
         pair = (data.called_ae, data.patient_id)
         expected = self._expected.get(pair)

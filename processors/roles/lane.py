@@ -87,7 +87,8 @@ class Lane:
             throttle=self.sink.throttle,
         )
         if check_keys and not rekeyed:  # one lane per process checks the instances' keys
-            self.source.records.subscribe(KeyCheck(keys))
+            # errors are the runtime's to report (a raising default would cut them off)
+            self.source.record_batches.subscribe(KeyCheck(keys).batch, lambda _exc: None)
         self._names = names
         self._assigned = assigned
         self._runtime: ProcessorRuntime | None = None

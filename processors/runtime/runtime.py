@@ -1,6 +1,6 @@
 """``ProcessorRuntime``: job processors on a ``KafkaSource``, exactly once (DESIGN.md §4).
 
-    <prefix>.instances --KafkaSource.records--> InstanceRouter --> processor per AE title
+    <prefix>.instances --KafkaSource.record_batches--> InstanceRouter --> processor per AE title
                        --KafkaSource.batches--> caught-up flags, failures, metrics
     processors --LedgerSink--> <prefix>.jobs (acks=all) --> LedgerIndex
     commits <-- commit_bound: processors' held offsets, the sink's unacknowledged
@@ -118,7 +118,7 @@ class ProcessorRuntime:
     def attach(self, source: KafkaSource) -> None:
         """Subscribe to ``source`` (before it starts)."""
         self._source = source
-        source.records.subscribe(self.router)
+        source.record_batches.subscribe(self.router.on_batch, self.router.on_error)
         source.batches.subscribe(self._on_batch, self._on_source_error)
 
     @property

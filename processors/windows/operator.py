@@ -2,7 +2,9 @@
 
 ``source.pipe(session_window(key_fn, timeout_ms, scheduler))`` turns an observable of
 ``(partition, offset, value)`` records (or ``(partition, offset, value, key)`` when the
-key is already known) into an observable of
+key is already known, ``(partition, offset, value, key, time)`` with the time too) -- or
+of lists of such records, taken in order as if one by one (one Rx hop per list) -- into
+an observable of
 :class:`~processors.windows.state.ClosedGroup`. It keeps per-key state in plain dicts
 (:class:`~processors.windows.state.SessionState`) and schedules at most ONE timer on the
 injected scheduler, at the earliest wall-clock deadline of a caught-up partition -- not
@@ -106,8 +108,12 @@ class SessionWindow(Generic[K, T, M]):
             self._rearm()
             add = self.state.add
 
-            def on_next(record: Record) -> None:
-                add(*record)
+            def on_next(record: Record | list[Record]) -> None:
+                if type(record) is list:  # a run of records: one Rx hop for all of them
+                    for item in record:
+                        add(*item)
+                else:
+                    add(*record)
 
             subscription = source.subscribe(
                 on_next, self._on_error, self._on_completed, scheduler=scheduler

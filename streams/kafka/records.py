@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from streams.events import Envelope, decode
+from streams.events import Envelope, EventDecodeError, decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,32 @@ def decode_message(topic: str, partition: int, msg: Any) -> Record:
         timestamp=msg.timestamp,
         envelope=env,
     )
+
+
+def decode_messages(
+    topic: str,
+    partition: int,
+    messages: Sequence[Any],
+    skip: Callable[[Any, EventDecodeError], None],
+) -> list[Record]:
+    """The :class:`Record` of each of one partition's ``ConsumerRecord`` s, in order;
+    ``skip(msg, error)`` is told each one that does not decode (it is left out).
+
+    :func:`decode_message` for a whole ``getmany`` list in one call: the consumer's hot
+    path (one function call per record less, names bound once).
+    """
+    out: list[Record] = []
+    append = out.append
+    for msg in messages:
+        value, key = msg.value, msg.key
+        try:
+            env = decode(value if value is not None else b"")
+        except EventDecodeError as exc:
+            skip(msg, exc)
+            continue
+        text = key.decode("utf-8", errors="replace") if key is not None else None
+        append(Record(topic, partition, msg.offset, text, msg.timestamp, env))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
