@@ -38,6 +38,7 @@ from processors.runtime import (
     build_processors,
     processor_classes,
 )
+from processors.runtime.collector import tune_for_open_groups
 from processors.runtime.ticker import PartitionView
 from processors.windows import now_ms
 from streams.config import AdapterConfig
@@ -308,6 +309,7 @@ def process_role_with(*, group_instance_id: str | None = None) -> Role:
     own)."""
 
     async def role(ctx: RoleContext) -> None:
+        tune_for_open_groups()  # the windows' hot path: see processors.runtime.collector
         names = topic_names(ctx.config.kafka.topic_prefix)
         ctx.app.include_router(ops_router(ctx.kafka, names))  # GET /groups, /jobs, /ui
         process = ProcessRole(
