@@ -268,6 +268,13 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
         default shows none."""
         return ()
 
+    def open_groups_head(self, partition: int, limit: int) -> tuple[tuple[OpenGroupInfo, ...], int]:
+        """The first ``limit`` of :meth:`open_groups_on` and how many there are in all
+        (what the runtime says on ``<prefix>.groups``); override it when listing every
+        open group is costly."""
+        groups = self.open_groups_on(partition)
+        return groups[:limit], len(groups)
+
     def open_groups_version(self, partition: int) -> int | None:
         """A value that changes whenever :meth:`open_groups_on` of ``partition`` would
         change, so the runtime can skip asking; ``None`` (the default): always ask."""

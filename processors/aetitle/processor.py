@@ -230,10 +230,18 @@ class AeTitleJobProcessor(JobProcessor):
 
     def open_groups_on(self, partition: int) -> tuple[OpenGroupInfo, ...]:
         """The open groups of ``partition`` with their ids, for operators."""
+        return self._infos(partition, None)
+
+    def open_groups_head(self, partition: int, limit: int) -> tuple[tuple[OpenGroupInfo, ...], int]:
+        """The first ``limit`` open groups, without a snapshot of the others."""
+        return self._infos(partition, limit), self.window.state.open_count(partition)
+
+    def _infos(self, partition: int, limit: int | None) -> tuple[OpenGroupInfo, ...]:
+        ae_title, group_by = self.ae_title, self.group_by
         return tuple(
             OpenGroupInfo(
-                group_id=gid,
-                group_by=self.group_by,
+                group_id=group_id(ae_title, partition, g.first_offset),
+                group_by=group_by,
                 group_key=g.key,
                 instances=g.instances,
                 first_received_at=g.first_received_at,
@@ -241,7 +249,7 @@ class AeTitleJobProcessor(JobProcessor):
                 deadline=g.due,
                 due_reason=g.due_reason,
             )
-            for gid, g in self.groups([partition])
+            for g in self.window.state.open_groups_of(partition, limit)
         )
 
     def open_groups_version(self, partition: int) -> int | None:

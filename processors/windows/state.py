@@ -33,6 +33,7 @@ entry per open group (re-pushed lazily when a group was extended), not one per r
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Hashable, Iterable
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
@@ -372,24 +373,23 @@ class SessionState(Generic[K, T, M]):
             reason=reason,
         )
 
+    def open_count(self, partition: int) -> int:
+        """How many groups of ``partition`` are open."""
+        return len(part.groups) if (part := self._parts.get(partition)) is not None else 0
+
     def changes(self, partition: int) -> int:
         """Moves whenever a group of ``partition`` opens, grows or closes."""
-        part = self._parts.get(partition)
-        return -1 if part is None else part.changes
+        return part.changes if (part := self._parts.get(partition)) is not None else -1
 
-    def open_groups_of(self, partition: int) -> list[OpenGroup[K]]:
-        """Snapshots of the open groups of ``partition``, oldest first."""
+    def open_groups_of(self, partition: int, limit: int | None = None) -> list[OpenGroup[K]]:
+        """Snapshots of the open groups of ``partition``, oldest first (the first
+        ``limit`` of them if given: a snapshot costs, ten thousand open groups are many)."""
         part = self._parts.get(partition)
-        if part is None:
-            return []
-        out: list[OpenGroup[K]] = []
-        for key, group in part.groups.items():
-            due, reason = self._due(group)
-            first, count = group.offsets[0], len(group.offsets)
-            out.append(
-                OpenGroup(partition, key, first, count, group.first, group.last, due, reason)
-            )
-        return out
+        groups = itertools.islice(part.groups.items(), limit) if part is not None else ()
+        return [
+            OpenGroup(partition, key, g.offsets[0], len(g.offsets), g.first, g.last, *self._due(g))
+            for key, g in groups
+        ]
 
 
 def _discard(_: object) -> None:

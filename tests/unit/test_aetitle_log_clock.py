@@ -88,3 +88,15 @@ def test_an_operator_closes_a_group_by_its_id_once(tmp_path: Path) -> None:
     assert proc.close_requested(0, request) == "unknown"  # a second request: a no-op
     assert len(sink.records) == 1
     assert [g for g, _ in proc.groups([0])] == [other]
+
+
+def test_the_head_of_the_open_groups_is_the_oldest_and_counts_them_all(tmp_path: Path) -> None:
+    _, proc = processor(tmp_path)
+    for n, study in enumerate(["S1", "S2", "S1", "S3", "S4"]):
+        feed(proc, n, T0 + n * S, make_instance(received_at=T0, study=study))
+    every = proc.open_groups_on(0)
+    assert [g.group_key for g in every] == ["S1", "S2", "S3", "S4"]  # oldest first
+    assert every[0].instances == 2
+    assert proc.open_groups_head(0, 2) == (every[:2], 4)
+    assert proc.open_groups_head(0, 10) == (every, 4)
+    assert proc.open_groups_head(1, 2) == ((), 0)  # a partition with nothing open

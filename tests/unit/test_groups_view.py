@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from processors.groups import find, latest, row_fields, rows
-from processors.groups.announce import Announcements
+from processors.groups.announce import Announcements, Listing
 from processors.groups.throughput import throughput
 from processors.groups.view import STALE_AFTER_MS
 from processors.groups.watch import Screen, render
@@ -64,21 +64,21 @@ def test_the_json_of_a_group_hides_the_key_unless_asked() -> None:
 def test_a_list_is_said_when_it_changes_when_newly_owned_and_as_a_keepalive() -> None:
     state = Announcements("me", keepalive_ms=5_000)
     where = ("AE", "p.instances", 0)
-    first = state.due(NOW, {where: [info("g1")]})
+    first = state.due(NOW, {where: Listing.of([info("g1")])})
     assert [(r.partition, len(r.groups), r.owner) for r in first] == [(0, 1, "me")]
     state.said(first)
-    assert state.due(NOW + 100, {where: [info("g1")]}) == []  # unchanged
-    assert len(state.due(NOW + 200, {where: [info("g1", n=2)]})) == 1  # grew
-    assert len(state.due(NOW + 5_000, {where: [info("g1")]})) == 1  # keepalive
-    state.said(state.due(NOW + 5_000, {where: []}))  # closed: an empty list is said
-    assert state.due(NOW + 5_100, {where: []}) == []
+    assert state.due(NOW + 100, {where: Listing.of([info("g1")])}) == []  # unchanged
+    assert len(state.due(NOW + 200, {where: Listing.of([info("g1", n=2)])})) == 1  # grew
+    assert len(state.due(NOW + 5_000, {where: Listing.of([info("g1")])})) == 1  # keepalive
+    state.said(state.due(NOW + 5_000, {where: Listing.of([])}))  # closed: an empty list is said
+    assert state.due(NOW + 5_100, {where: Listing.of([])}) == []
     assert state.due(NOW + 5_200, {}) == []  # no longer owned: forgotten
-    assert len(state.due(NOW + 5_300, {where: []})) == 1  # owned again: said at once
+    assert len(state.due(NOW + 5_300, {where: Listing.of([])})) == 1  # owned again: said at once
 
 
 def test_a_record_holds_at_most_max_groups_and_counts_the_rest() -> None:
     state = Announcements("me", max_groups=2)
-    (record,) = state.due(NOW, {("AE", "t", 0): [info(f"g{n}") for n in range(5)]})
+    (record,) = state.due(NOW, {("AE", "t", 0): Listing.of([info(f"g{n}") for n in range(5)])})
     assert [g.group_id for g in record.groups] == ["g0", "g1"] and record.truncated == 3
 
 
@@ -125,3 +125,15 @@ def test_an_auditor_reading_groups_open_sees_no_group_key() -> None:
     assert dict(short_fields(env)) == {
         "ae": "AE", "partition": "p.instances[2]", "owner": "a", "open": 1,
     }  # fmt: skip
+
+
+def test_a_cut_listing_is_said_when_only_its_count_changes() -> None:
+    state = Announcements("me", max_groups=2)
+    where = ("AE", "t", 0)
+    head = [info("g0"), info("g1")]
+    (record,) = state.due(NOW, {where: Listing(head, 5)})
+    assert record.truncated == 3
+    state.said([record])
+    assert state.due(NOW + 100, {where: Listing(list(head), 5)}) == []  # nothing visible moved
+    (again,) = state.due(NOW + 200, {where: Listing(head, 6)})  # one more behind the head
+    assert again.truncated == 4
