@@ -20,7 +20,6 @@ import uuid
 MAX_JOB_NAME = 63  # Clara's CLARA_JOB_NAME_MAX_LENGTH
 JOB_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-stream-adapter:job")
 GROUP_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-stream-adapter:group")
-_NAMESPACE_BYTES = JOB_ID_NAMESPACE.bytes
 
 _INVALID = re.compile(r"[^a-zA-Z0-9-]")
 _DASHES = re.compile(r"-{2,}")
@@ -72,15 +71,17 @@ def job_id(
     first_partition: int,
     first_offset: int,
 ) -> str:
-    """Deterministic job id: uuid5 of (processor, AE, pipeline, group key, first input).
-
-    Computed as RFC 4122 §4.3 directly (``str(uuid.uuid5(JOB_ID_NAMESPACE, identity))``
-    gives the same text, slower).
-    """
+    """Deterministic job id: uuid5 of (processor, AE, pipeline, group key, first input)."""
     identity = "\x1f".join(
         (processor, ae_title, pipeline_name, group_key, f"{first_partition}:{first_offset}")
     )
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + identity.encode()).digest()[:16])
+    return uuid5_text(JOB_ID_NAMESPACE, identity)
+
+
+def uuid5_text(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))``, computed as RFC 4122 §4.3 directly (the
+    same text, ~3x faster: two of these per closed group are on the runtime's hot path)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
@@ -92,4 +93,4 @@ def group_id(ae_title: str, partition: int, first_offset: int) -> str:
     """The id of an open group: uuid5 of its AE title and first input, stable while it
     is open and the same for every replica and replay (``dicom-adapter groups``).
     Cached: the open groups are said twice a second, their ids do not change."""
-    return str(uuid.uuid5(GROUP_ID_NAMESPACE, f"{ae_title}/{partition}/{first_offset}"))
+    return uuid5_text(GROUP_ID_NAMESPACE, f"{ae_title}/{partition}/{first_offset}")

@@ -16,6 +16,7 @@ from processors.jobnames import (
     job_id,
     job_name,
     utc_stamp,
+    uuid5_text,
 )
 
 SPECIALS = "_~!@#$%^&*()=+[]\\|:;\"',<.>/?"
@@ -95,3 +96,14 @@ def test_job_id_is_uuid5(ae: str, key: str, partition: int, offset: int) -> None
     assert job_id("proc", ae, "lung", key, first_partition=partition, first_offset=offset) == str(
         expected
     )
+
+
+@given(st.uuids(), st.text())
+def test_uuid5_text_is_the_standard_librarys_uuid5(namespace: uuid.UUID, name: str) -> None:
+    try:
+        expected = str(uuid.uuid5(namespace, name))
+    except UnicodeEncodeError:  # a lone surrogate: neither can encode the name
+        with pytest.raises(UnicodeEncodeError):
+            uuid5_text(namespace, name)
+        return
+    assert uuid5_text(namespace, name) == expected
