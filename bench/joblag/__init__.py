@@ -11,5 +11,8 @@ Both times come from the broker (the instances topic is ``LogAppendTime``; the j
 topic's records are stamped by the process, on the same machine). Seed semantics: a
 group closes within (0, 1] s after its deadline when every clock agrees. ``--skew``
 starts a second SCP under libfaketime, its clock that far off, and alternates the
-studies' associations between the two: the lag must not change.
+studies' associations between the two: the lag must not change. ``--load N`` adds an
+ingest load: N ``storescu`` processes send the ingest bench's small corpus to the same SCP
+(another AE title, grouped by the same process) over and over while the studies are sent
+and until their groups have closed (issue 19: the job lag under ingest load).
 """

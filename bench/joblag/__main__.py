@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from streams.kafka import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 AE_TITLE = "BENCH-LAG"
+LOAD_AE = "BENCH-LOAD"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,6 +41,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=int, default=5, help="processorSettings.timeout")
     parser.add_argument("--partitions", type=int, default=3, help="instances partitions")
     parser.add_argument("--skew", help="a second SCP with this clock offset (e.g. +20s)")
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        metavar="N",
+        help=(
+            "ingest load: N storescu processes send the ingest bench's small corpus to the "
+            f"same SCP (AE title {LOAD_AE}, its own processor), over and over until every "
+            "measured group has closed (default 0: no load)"
+        ),
+    )
     parser.add_argument("--kafka", help="use this broker (HOST:PORT) instead of a dedicated one")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)
@@ -61,6 +74,8 @@ def write_config(folder: Path, prefix: str, args: argparse.Namespace) -> Path:
         "scp:\n  host: 127.0.0.1\n  watermark_percent: 100\n  reserve_space_gb: 0\n"
         f"  ae_titles:\n    - ae_title: {AE_TITLE}\n      processorSettings:\n"
         f"        timeout: {args.timeout}\n        pipeline-bench: P-BENCH\n"
+        f"    - ae_title: {LOAD_AE}\n      processorSettings:\n"
+        f"        timeout: {args.timeout}\n        pipeline-load: P-LOAD\n"
     )
     return path
 
@@ -107,10 +122,58 @@ def send(port: int, datasets: list[Dataset]) -> None:
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
+            if not status:  # pynetdicom: no response (aborted, or its DIMSE timeout passed)
+                raise RuntimeError(
+                    "C-STORE got no response (association aborted or DIMSE timeout); "
+                    f"the association was {'established' if assoc.is_established else 'ended'}"
+                )
             if getattr(status, "Status", None) != 0:
-                raise RuntimeError(f"C-STORE failed: {status}")
+                raise RuntimeError(f"C-STORE failed: status 0x{status.Status:04X}")
     finally:
         assoc.release()
+
+
+class IngestLoad:
+    """``senders`` storescu processes sending shares of the small ingest corpus to
+    ``port`` in a loop (a C-STORE flood next to the measured studies) until :meth:`stop`."""
+
+    def __init__(self, port: int, senders: int) -> None:
+        from bench.ingest.__main__ import DEFAULT_CACHE
+        from bench.ingest.corpus import SPECS, load_corpus
+
+        files = load_corpus(SPECS["small"], DEFAULT_CACHE).files
+        self.shares = [files[i::senders] for i in range(senders)]
+        self.port = port
+        self.sent = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._loop, args=(s,)) for s in self.shares]
+        self.began = self.ended = 0.0
+
+    def start(self) -> None:
+        self.began = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self.ended = time.monotonic()
+
+    def _loop(self, files: Sequence[Path]) -> None:
+        argv = ["storescu", "-aec", LOAD_AE, "127.0.0.1", str(self.port), *map(str, files)]
+        env = {**os.environ, "TCP_NODELAY": "1"}
+        while not self._stop.is_set():
+            done = subprocess.run(argv, env=env, capture_output=True, check=False)
+            if done.returncode == 0:
+                with self._lock:
+                    self.sent += len(files)
+
+    @property
+    def rate(self) -> float:
+        """Instances per second sent, start to stop (every pass runs to its end)."""
+        return self.sent / max(self.ended - self.began, 1e-9)
 
 
 def wait_for_scp(port: int, proc: Any, timeout_s: float = 60.0) -> None:
@@ -126,12 +189,17 @@ def wait_for_scp(port: int, proc: Any, timeout_s: float = 60.0) -> None:
 
 
 async def lags(bootstrap: str, prefix: str, timeout_ms: int, expected: int) -> list[int]:
-    """Per closed group: its record's log time minus its deadline (ms); waits for all."""
+    """Per closed group of the measured AE title: its record's log time minus its
+    deadline (ms); waits for all."""
     deadline = time.monotonic() + 120
     while True:
         jobs = await read_topic(bootstrap, f"{prefix}.jobs")
         closed = [
-            r for r in jobs if isinstance(r.envelope.data, GroupClosed) and r.envelope.data.jobs
+            r
+            for r in jobs
+            if isinstance(r.envelope.data, GroupClosed)
+            and r.envelope.data.jobs
+            and r.envelope.data.ae_title == AE_TITLE
         ]
         if len(closed) >= expected or time.monotonic() > deadline:
             break
@@ -140,7 +208,7 @@ async def lags(bootstrap: str, prefix: str, timeout_ms: int, expected: int) -> l
     last: dict[str, int] = {}
     for r in instances:
         data = r.envelope.data
-        if isinstance(data, InstanceReceived):
+        if isinstance(data, InstanceReceived) and data.called_ae == AE_TITLE:
             key = data.study_instance_uid
             last[key] = max(last.get(key, 0), r.timestamp)
     return [r.timestamp - (last[r.envelope.data.group_key] + timeout_ms) for r in closed]  # type: ignore[union-attr]
@@ -158,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.mkdir()
     broker: KafkaBroker | None = None
     procs: list[Any] = []
+    load: IngestLoad | None = None
     load_before = os.getloadavg()
+    finished = False
     try:
         bootstrap = args.kafka
         if bootstrap is None:
@@ -179,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for port, proc in zip(ports, procs, strict=False):
             wait_for_scp(port, proc)
         time.sleep(3.0)  # let the process join its group before the first study
+        if args.load:
+            load = IngestLoad(ports[0], args.load)
+            load.start()
+            time.sleep(2.0)  # the flood is running before the first measured study
         began = time.monotonic()
         for n in range(args.studies):
             datasets = study(n, args.instances)
@@ -192,7 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if pause > 0:
                 time.sleep(pause)
         found = asyncio.run(lags(bootstrap, prefix, args.timeout * 1000, args.studies))
+        finished = True
     finally:
+        if load is not None:
+            load.stop()
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -203,13 +280,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if broker is not None:
             asyncio.run(broker.stop())
         load_after = os.getloadavg()
-        shutil.rmtree(folder, ignore_errors=True)
+        if finished:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:  # the roles' logs say what happened
+            print(f"bench.joblag: stopped early; logs kept in {logs}", file=sys.stderr)
     figures = {
         "studies": args.studies,
         "groups": len(found),
         "split_or_missing": args.studies - len(found),
         "timeout_s": args.timeout,
         "skew": args.skew or "none",
+        "load_senders": args.load,
+        "load_inst_per_s": round(load.rate) if load is not None else 0,
         "lag_ms_min": min(found, default=0),
         "lag_ms_p50": int(statistics.median(found)) if found else 0,
         "lag_ms_p95": percentile(found, 0.95) if found else 0,
