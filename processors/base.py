@@ -62,6 +62,15 @@ InstanceItem = tuple[int, int, InstanceReceived] | tuple[int, int, InstanceRecei
 """``(partition, offset, instance)`` or ``(partition, offset, instance, log time)``: the
 runtime gives the record's log time (the broker's ``LogAppendTime``, epoch ms)."""
 
+#: What :meth:`JobProcessor.triage` makes of an item: for another AE title (ignored),
+#: already held by a closed group (replayed after a restart), or new input.
+OTHER_AE, COVERED, NEW = 0, 1, 2
+
+
+def item_time(item: InstanceItem) -> int:
+    """The item's log time, or its instance's ``received_at`` when the item has none."""
+    return item[3] if len(item) > 3 else item[2].received_at
+
 
 class ProcessorFailedError(AdapterError):
     """A processor's pipeline failed earlier; it takes no more input (restart replays)."""
@@ -197,20 +206,31 @@ class JobProcessor(abc.ObserverBase[InstanceItem], ABC):
     def on_next(self, value: InstanceItem) -> None:
         """Dispatch one item (:data:`InstanceItem`) to :meth:`handle_record`."""
         self.check_running()
-        partition, offset, instance = value[0], value[1], value[2]
-        time = value[3] if len(value) > 3 else instance.received_at
+        self.dispatch(value, self.triage(value[0], value[1], value[2]))
+
+    def triage(self, partition: int, offset: int, instance: InstanceReceived) -> int:
+        """Count an input and say what it is: :data:`OTHER_AE`, :data:`COVERED` or
+        :data:`NEW` (the one place that decides, for item and batch paths alike)."""
         if instance.called_ae != self._ae_title:
             self.counters.not_supported += 1
             log.debug("%s %s: ignoring an instance for another AE title", self.name, self._ae_title)
-            return
-        position = InputOffset(partition, offset)
+            return OTHER_AE
         covered = self._covered
         if covered is not None and covered.covers(partition, offset):
             self.counters.covered += 1
-            self.on_covered(instance, position)
-            return
+            return COVERED
         self.counters.instances += 1
-        self.handle_record(instance, position, time)
+        return NEW
+
+    def dispatch(self, item: InstanceItem, verdict: int) -> None:
+        """:meth:`on_covered` or :meth:`handle_record`, as :meth:`triage` decided."""
+        if verdict == OTHER_AE:
+            return
+        instance, position = item[2], InputOffset(item[0], item[1])
+        if verdict == COVERED:
+            self.on_covered(instance, position)
+        else:
+            self.handle_record(instance, position, item_time(item))
 
     def on_error(self, error: Exception) -> None:
         """The source failed: log (Clara: "Error occurred while processing instance.")."""

@@ -34,7 +34,7 @@ from processors.aetitle.settings import (
     parse_settings,
 )
 from processors.aetitle.versions import Versions
-from processors.base import InstanceItem, JobProcessor
+from processors.base import NEW, OTHER_AE, InstanceItem, JobProcessor, item_time
 from processors.contracts import ProcessorContext
 from processors.jobnames import group_id
 from processors.windows import REASON_FORCED, OpenGroup, SessionWindow, session_window
@@ -154,26 +154,19 @@ class AeTitleJobProcessor(JobProcessor):
             super().on_batch(items)  # a subclass changed the per-instance path: keep it
             return
         self.check_running()
-        counters, covered, key_fn, ae_title = self.counters, self._covered, self._key, self.ae_title
+        triage, key_fn = self.triage, self._key
         run: list[WindowItem] = []
         for item in items:
             partition, offset, instance = item[0], item[1], item[2]
-            if instance.called_ae != ae_title:
-                counters.not_supported += 1
-                continue
-            if covered is not None and covered.covers(partition, offset):
+            verdict = triage(partition, offset, instance)
+            if verdict == NEW:
+                key = key_fn(instance)
+                if key is not None:
+                    run.append((partition, offset, instance, key, item_time(item)))
+                    continue
+            if verdict != OTHER_AE:
                 run = self._hand_over(run)
-                counters.covered += 1
-                self.on_covered(instance, InputOffset(partition, offset))
-                continue
-            counters.instances += 1
-            key = key_fn(instance)
-            time = item[3] if len(item) > 3 else instance.received_at
-            if key is None:
-                run = self._hand_over(run)
-                self.handle_record(instance, InputOffset(partition, offset), time)
-                continue
-            run.append((partition, offset, instance, key, time))
+                self.dispatch(item, verdict)
         self._hand_over(run)
 
     def _hand_over(self, run: list[WindowItem]) -> list[WindowItem]:
