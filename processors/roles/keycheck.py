@@ -20,22 +20,14 @@ from streams.kafka import Record
 
 log = logging.getLogger(__name__)
 
-#: Expected keys remembered (one HMAC-SHA256 saved each); the cache starts over when full.
-CACHE_SIZE = 65536
-
 
 class KeyCheck:
-    """An observer of the instances source comparing each record's key with ``keys``.
-
-    The expected key of each ``(called AE, PatientID)`` is remembered (up to
-    :data:`CACHE_SIZE`, in memory only): an HMAC per record was ~15 % of the processor's
-    CPU in a profile (docs/benchmarks.md), and a patient's instances come in runs.
-    """
+    """An observer of the instances source comparing each record's key with ``keys``
+    (which remembers the keys it computed: :class:`~streams.events.RecordKeys`)."""
 
     def __init__(self, keys: RecordKeys) -> None:
         self._keys = keys
         self._warned: set[str] = set()
-        self._expected: dict[tuple[str, str], str] = {}
 
     def batch(self, records: Sequence[Record]) -> None:
         """Check every record of a batch."""
@@ -46,12 +38,7 @@ class KeyCheck:
         data = record.envelope.data
         if type(data) is not InstanceReceived:
             return
-        pair = (data.called_ae, data.patient_id)
-        expected = self._expected.get(pair)
-        if expected is None:
-            if len(self._expected) >= CACHE_SIZE:
-                self._expected.clear()
-            expected = self._expected[pair] = self._keys(*pair)
+        expected = self._keys(data.called_ae, data.patient_id)
         if record.key == expected:
             return
         source = record.envelope.source

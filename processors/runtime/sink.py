@@ -123,8 +123,9 @@ class LedgerSink:
         timeout = self.timeouts.get(record.ae_title)
         quiet = timeout is not None and record.reason == REASON_TIMEOUT
         deadline = record.last_received_at + timeout if quiet and timeout is not None else None
-        metrics.group_closed(record.ae_title, record.reason, self._clock(), deadline)
-        first = self._write(record)
+        now = self._clock()
+        metrics.group_closed(record.ae_title, record.reason, now, deadline)
+        first = self._write(record, now=now)
         writes = [first]
         if superseded:
             removal = removal_request(
@@ -134,7 +135,7 @@ class LedgerSink:
                 reason=REASON_DUPLICATE,
                 group=record,
             )
-            writes.append(self._write(removal, first.partition))
+            writes.append(self._write(removal, first.partition, now=now))
         self._enqueue(_Item(record.ae_title, writes, oldest_inputs(record)))
 
     async def write_group_closed(self, record: GroupClosed) -> None:
@@ -171,13 +172,18 @@ class LedgerSink:
 
     # -- queue -------------------------------------------------------------------------
 
-    def _write(self, record: GroupClosed, partition: int | None = None) -> _Write:
+    def _write(
+        self, record: GroupClosed, partition: int | None = None, *, now: int | None = None
+    ) -> _Write:
         if self.input_topic and not record.input_topic:
             record = replace(record, input_topic=self.input_topic)
         if partition is None and record.inputs:
             partition = self._index.jobs_partition_for(record.inputs[0].partition)
         env = make_envelope(
-            record, source=self.source, time_ms=self._clock(), event_id=event_id(self.topic, record)
+            record,
+            source=self.source,
+            time_ms=self._clock() if now is None else now,
+            event_id=event_id(self.topic, record),
         )
         return _Write(record_key(record, self._keys), record, partition, env)
 

@@ -29,16 +29,37 @@ LAB_KEY_SECRET = b"dicom-stream-adapter lab key secret (not secret)"
 _HASHED = re.compile(rf"[0-9a-f]{{{KEY_HEX_DIGITS}}}")
 
 
+#: Keys remembered per :class:`RecordKeys` (one HMAC-SHA256 saved each, ~16 MB at most);
+#: the memo starts over when full.
+MEMO_SIZE = 65536
+
+
 @dataclass(frozen=True, slots=True)
 class RecordKeys:
-    """Computes record keys with one secret; the secret never shows in ``repr``."""
+    """Computes record keys with one secret; the secret never shows in ``repr``.
+
+    Keys are remembered per ``(called AE, PatientID)`` (up to :data:`MEMO_SIZE`, in
+    memory only): the processors key every instance they check and every record they
+    write, the SCP every instance, and a patient's instances come in runs. An HMAC per
+    record was ~15 % of the processor's CPU in a profile (docs/benchmarks.md).
+    """
 
     secret: bytes = field(default=LAB_KEY_SECRET, repr=False)
+    _memo: dict[tuple[str, str], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __call__(self, called_ae: str, patient_id: str) -> str:
         """The key of a record about ``patient_id`` received by ``called_ae``."""
-        digest = hmac.new(self.secret, patient_id.encode("utf-8"), hashlib.sha256)
-        return f"{called_ae}/{digest.hexdigest()[:KEY_HEX_DIGITS]}"
+        pair = (called_ae, patient_id)
+        memo = self._memo
+        key = memo.get(pair)
+        if key is None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            digest = hmac.new(self.secret, patient_id.encode("utf-8"), hashlib.sha256)
+            key = memo[pair] = f"{called_ae}/{digest.hexdigest()[:KEY_HEX_DIGITS]}"
+        return key
 
     @classmethod
     def of(cls, secret: bytes | None) -> RecordKeys:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+from typing import Any
 
 import pytest
 
@@ -36,26 +38,35 @@ def test_keys_of_another_secret_are_counted_and_warned_once_per_adapter(
     assert "PAT-9" not in warning.getMessage()
 
 
-def test_each_patients_key_is_computed_once_and_the_cache_starts_over_when_full(
+def test_each_patients_key_is_computed_once_and_the_memo_starts_over_when_full(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[tuple[str, str]] = []
+    calls: list[bytes] = []
+    real_new = hmac.new
 
-    def keys(ae: str, patient: str) -> str:
-        calls.append((ae, patient))
-        return OURS(ae, patient)
+    def counting_new(key: bytes, msg: bytes, digestmod: Any) -> hmac.HMAC:
+        calls.append(msg)
+        return real_new(key, msg, digestmod)
 
-    monkeypatch.setattr("processors.roles.keycheck.CACHE_SIZE", 2)
-    check = KeyCheck(keys)  # type: ignore[arg-type]
+    monkeypatch.setattr("streams.events.keys.hmac.new", counting_new)
+    monkeypatch.setattr("streams.events.keys.MEMO_SIZE", 2)
+    keys = RecordKeys(b"the bus's key secret, 32 bytes..")
+    # OURS: the same secret, its own memo
+    want = {patient: OURS("CT", patient) for patient in ("PAT-1", "PAT-2", "PAT-9")}
+    reference = want["PAT-9"]
+    check = KeyCheck(keys)
     before = metrics.sample_value("dicom_adapter_instances_foreign_key_total", {"source": "c-1"})
+    calls.clear()
     for offset in range(3):  # one patient's run of instances: one HMAC
-        check(record(OURS("CT", "PAT-9"), "c-1", offset))
-    assert calls == [("CT", "PAT-9")]
-    check(record("CT/PAT-9", "c-1", 3))  # a foreign key is still caught from the cache
+        check(record(reference, "c-1", offset))
+    assert calls == [b"PAT-9"]
+    check(record("CT/PAT-9", "c-1", 3))  # a foreign key is still caught from the memo
     after = metrics.sample_value("dicom_adapter_instances_foreign_key_total", {"source": "c-1"})
     assert after - before == 1
-    for patient in ("PAT-1", "PAT-2"):  # the third pair fills the cache: it starts over
-        item = make_instance(received_at=1, ae="CT", patient=patient, study="1.2", sop="9")
-        check(Record("t", 0, 9, OURS("CT", patient), 1, envelope(item, source="c-1", time_ms=1)))
-    check(record(OURS("CT", "PAT-9"), "c-1", 10))
-    assert calls.count(("CT", "PAT-9")) == 2
+    assert keys("CT", "PAT-1") == want["PAT-1"]  # the second pair: memo full
+    calls.clear()
+    assert keys("CT", "PAT-2") == want["PAT-2"]  # the third starts it over
+    assert keys("CT", "PAT-9") == reference  # forgotten: computed again
+    assert calls == [b"PAT-2", b"PAT-9"]
+    assert keys == RecordKeys(b"the bus's key secret, 32 bytes..")  # the memo is no part of it
+    assert "PAT" not in repr(keys)
