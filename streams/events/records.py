@@ -76,11 +76,12 @@ class GroupInstance:
     @classmethod
     def of(cls, instance: InstanceReceived) -> GroupInstance:
         """The part of a received instance a closed group keeps."""
+        # Positional: called once per instance a processor reads, and keywords cost ~25 %.
         return cls(
-            sop_instance_uid=instance.sop_instance_uid,
-            study_instance_uid=instance.study_instance_uid,
-            series_instance_uid=instance.series_instance_uid,
-            uri=instance.uri,
+            instance.sop_instance_uid,
+            instance.study_instance_uid,
+            instance.series_instance_uid,
+            instance.uri,
         )
 
 
