@@ -149,15 +149,17 @@ class LedgerSink:
         consumed by it (held until it is durable)."""
         if not removal.instances:
             return
+        now = self._clock()
         record = removal_request(
             processor=self.processor_names.get(removal.ae_title, NO_PROCESSOR),
             ae_title=removal.ae_title,
             instances=removal.instances,
             inputs=removal.inputs,
             reason=removal.reason,
-            now_ms=self._clock(),
+            now_ms=now,
         )
-        self._enqueue(_Item(removal.ae_title, [self._write(record)], oldest_inputs(record)))
+        writes = [self._write(record, now=now)]
+        self._enqueue(_Item(removal.ae_title, writes, oldest_inputs(record)))
 
     @property
     def index(self) -> LedgerIndex:
