@@ -13,12 +13,16 @@ from collections.abc import Iterable
 from io import SEEK_CUR, SEEK_END, SEEK_SET, BytesIO, RawIOBase
 from typing import Any, BinaryIO, cast
 
-from pydicom.dataelem import DataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
+
+from streams.scp.scan import Found, plain_text, scan
 
 PATIENT_ID = 0x00100020
 STUDY_INSTANCE_UID = 0x0020000D
@@ -81,34 +85,82 @@ def element_text(elem: DataElement) -> str:
 
 
 def read_tags(
-    dataset: bytes | bytearray | memoryview, transfer_syntax_uid: str, tags: Iterable[int]
+    dataset: bytes | bytearray | memoryview,
+    transfer_syntax_uid: str,
+    tags: Iterable[int],
+    *,
+    fast: bool = True,
 ) -> dict[int, str]:
     """Values of ``tags`` in an encoded data set, as strings; absent tags are left out.
 
     Raises :class:`TagReadError` when the bytes cannot be parsed up to those tags.
+    Little-endian data sets are walked by :func:`~streams.scp.scan.scan` first;
+    ``fast=False`` lets pydicom read every one (the reference the walk is tested against).
     """
     wanted = sorted(set(tags))
     if not wanted:
         return {}
     implicit, little, deflated = _encoding(transfer_syntax_uid)
+    found = None
+    if fast and little and not deflated:
+        found = scan(dataset, implicit, {*wanted, SPECIFIC_CHARACTER_SET}, wanted[-1])
+        texts = _plain_texts(found, wanted) if found is not None else None
+        if texts is not None:
+            return texts
     try:
-        data = zlib.decompress(dataset, -zlib.MAX_WBITS) if deflated else dataset
-        # Read in place: a BytesIO would first copy the whole data set (pixels included).
-        source = cast(BinaryIO, BytesIO(data) if isinstance(data, bytes) else _ViewReader(data))
-        last = wanted[-1]
-
-        def past_last(tag: BaseTag, vr: str | None, length: int) -> bool:
-            return bool(tag > last)
-
-        specific: list[BaseTag | int] = [Tag(t) for t in (SPECIFIC_CHARACTER_SET, *wanted)]
-        ds = read_dataset(source, implicit, little, stop_when=past_last, specific_tags=specific)
+        if found is not None:
+            ds = _dataset(found, implicit)
+        else:
+            data = zlib.decompress(dataset, -zlib.MAX_WBITS) if deflated else dataset
+            ds = _read_prefix(data, implicit, little, wanted)
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise TagReadError(f"cannot read tags from the data set: {exc}") from exc
+    return {tag: _value_text(ds, tag) for tag in wanted if tag in ds}
+
+
+def _read_prefix(
+    data: bytes | bytearray | memoryview, implicit: bool, little: bool, wanted: list[int]
+) -> Dataset:
+    """pydicom's ``read_dataset`` of the elements up to the last wanted tag."""
+    # Read in place: a BytesIO would first copy the whole data set (pixels included).
+    source = cast(BinaryIO, BytesIO(data) if isinstance(data, bytes) else _ViewReader(data))
+    last = wanted[-1]
+
+    def past_last(tag: BaseTag, vr: str | None, length: int) -> bool:
+        return bool(tag > last)
+
+    specific: list[BaseTag | int] = [Tag(t) for t in (SPECIFIC_CHARACTER_SET, *wanted)]
+    return read_dataset(source, implicit, little, stop_when=past_last, specific_tags=specific)
+
+
+def _plain_texts(found: Found, wanted: Iterable[int]) -> dict[int, str] | None:
+    """The found values if :func:`~streams.scp.scan.plain_text` decodes every one
+    (plain values read the same in every character set)."""
     result: dict[int, str] = {}
     for tag in wanted:
-        if tag in ds:
-            result[tag] = _value_text(ds, tag)
+        if tag in found:
+            vr, _, value, _ = found[tag]
+            text = plain_text(tag, vr, value)
+            if text is None:
+                return None
+            result[tag] = text
     return result
+
+
+def _dataset(found: Found, implicit: bool) -> Dataset:
+    """The elements :func:`~streams.scp.scan.scan` found, as ``read_dataset`` builds them
+    (little endian; the character set, if present, decides how text decodes)."""
+    raw = {
+        BaseTag(tag): RawDataElement(BaseTag(tag), vr, length, value, tell, implicit, True)
+        for tag, (vr, length, value, tell) in found.items()
+    }
+    charset = raw.get(BaseTag(SPECIFIC_CHARACTER_SET))
+    ds = Dataset(cast(dict[BaseTag, DataElement | RawDataElement], raw))
+    encoding: str | list[str] = default_encoding
+    if charset is not None:
+        encoding = convert_encodings(convert_raw_data_element(charset).value)
+    ds.set_original_encoding(implicit, True, encoding)
+    return ds
 
 
 class _ViewReader(RawIOBase):
