@@ -26,6 +26,7 @@ from bench.ingest.runner import (
     run_matrix,
 )
 from bench.ingest.stow import BATCH
+from streams.storage.space import SpaceGuard
 
 log = logging.getLogger("bench.ingest")
 
@@ -86,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     corpora = {name: load_corpus(SPECS[name], args.cache) for name in args.corpus}
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-ingest-", dir="/var/tmp"))
     work.mkdir(parents=True, exist_ok=True)
+    if "ours" in receivers and not SpaceGuard(work).available():
+        # Our SCP would refuse every instance (0xA700) and the runs store nothing.
+        print(
+            f"{work}: less free disk than the SCP's default watermark keeps "
+            "(15 % and 5 GB); free space there or pass --work on another disk",
+            file=sys.stderr,
+        )
+        return 2
     parallels = [int(p) for p in args.parallel]
     cells = list(matrix(args.corpus, receivers, parallels, [True], args.reps))
     if args.no_nodelay:

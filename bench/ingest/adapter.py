@@ -26,20 +26,14 @@ def adapter_executable() -> str:
 
 
 class AdapterScp(Receiver):
-    """The DICOM Stream Adapter's SCP role with events acknowledged by Kafka.
-
-    ``workers`` > 1 runs that many SCP processes sharing the port (``scp.workers``).
-    """
+    """The DICOM Stream Adapter's SCP role with events acknowledged by Kafka."""
 
     name = "ours"
     label = "DICOM Stream Adapter scp"
 
-    def __init__(
-        self, workdir: Path, port: int, *, nodelay: bool, bootstrap: str, workers: int = 1
-    ) -> None:
+    def __init__(self, workdir: Path, port: int, *, nodelay: bool, bootstrap: str) -> None:
         super().__init__(workdir, port, nodelay=nodelay)
         self.bootstrap = bootstrap
-        self.workers = workers
         self.prefix = f"bench-{uuid.uuid4().hex[:12]}"
         self.storage = workdir / "storage"
 
@@ -59,8 +53,6 @@ class AdapterScp(Receiver):
                 }
             ],
         }
-        if self.workers > 1:
-            scp["workers"] = self.workers
         config = {
             "adapter_id": "bench-ingest",
             "storage": str(self.storage),

@@ -47,6 +47,8 @@ def medians(results: Iterable[RunResult]) -> dict[Cell, Median]:
 def _cell(m: Median | None) -> str:
     if m is None:
         return "—"
+    if not m.verified:
+        return "failed (below)"  # a rate of runs that stored nothing would mislead
     flag = "" if m.ok else " ⚠"
     return f"{m.rate:.0f} · {m.mbps:.1f}{flag}"
 

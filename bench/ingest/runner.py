@@ -92,16 +92,13 @@ class Setup:
     work: Path
     bootstrap: str
     broker_pid: int | None
-    workers: int = 1
 
 
 def make_receiver(name: str, workdir: Path, setup: Setup, *, nodelay: bool) -> Receiver:
     """A fresh receiver of kind ``name`` on free ports in ``workdir``."""
     port = free_port()
     if name == "ours":
-        return AdapterScp(
-            workdir, port, nodelay=nodelay, bootstrap=setup.bootstrap, workers=setup.workers
-        )
+        return AdapterScp(workdir, port, nodelay=nodelay, bootstrap=setup.bootstrap)
     if name == "pyn-app":
         return PynetdicomApp(workdir, port, nodelay=nodelay)
     if name == "dcmtk":
