@@ -69,9 +69,9 @@ def scan(data: Buffer, implicit: bool, wanted: Collection[int], last: int) -> Fo
         if tag > last:
             break
         if length == _UNDEFINED:
-            if tag in wanted:
-                return None
-            after = _skip_sequence(data, start, implicit, end) if vr in (None, "SQ") else None
+            if tag in wanted or vr not in (None, "SQ"):
+                return None  # a wanted sequence, an UN (or other VR): pydicom's to read
+            after = _skip_to(data, start, implicit, end, _SEQUENCE_END)
             if after is None:
                 return None
             pos = after
@@ -121,44 +121,28 @@ def _header(
     return None
 
 
-def _skip_sequence(data: Buffer, pos: int, implicit: bool, end: int) -> int | None:
-    """The offset after an undefined-length sequence whose items start at ``pos``."""
-    while True:
-        header = _header(data, pos, True, end)
-        if header is None:
-            return None
-        tag, _, length, pos = header
-        if tag == _SEQUENCE_END:
-            return pos
-        if tag != _ITEM:
-            return None
-        if length != _UNDEFINED:
-            pos += length
-            continue
-        after = _skip_item(data, pos, implicit, end)
-        if after is None:
-            return None
-        pos = after
-
-
-def _skip_item(data: Buffer, pos: int, implicit: bool, end: int) -> int | None:
-    """The offset after an undefined-length item whose elements start at ``pos``."""
+def _skip_to(data: Buffer, pos: int, implicit: bool, end: int, delimiter: int) -> int | None:
+    """The offset after ``delimiter``: the end of an undefined-length sequence
+    (:data:`_SEQUENCE_END`, items before it) or item (:data:`_ITEM_END`, elements)."""
+    in_sequence = delimiter == _SEQUENCE_END
     while True:
         header = _header(data, pos, implicit, end)
         if header is None:
             return None
-        tag, vr, length, start = header
-        if tag == _ITEM_END:
-            return start
+        tag, vr, length, pos = header
+        if tag == delimiter:
+            return pos
+        if (tag == _ITEM) != in_sequence:
+            return None  # a sequence holds items only, an item no items
         if length != _UNDEFINED:
-            pos = start + length
-        elif vr in (None, "SQ"):
-            after = _skip_sequence(data, start, implicit, end)
+            pos += length
+        elif in_sequence or vr in (None, "SQ"):
+            after = _skip_to(data, pos, implicit, end, _ITEM_END if in_sequence else _SEQUENCE_END)
             if after is None:
                 return None
             pos = after
         else:
-            return None
+            return None  # an UN (or other VR) of undefined length: pydicom's to read
         if pos > end:
             return None
 

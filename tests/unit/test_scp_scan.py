@@ -205,3 +205,12 @@ def test_an_implicit_length_may_start_with_a_letter() -> None:
     found = scan(data, True, {0x00100020}, 0x00100020)
     assert found is not None
     assert found[0x00100020][2] == b"P1"
+
+
+def test_a_sequence_with_something_else_than_items_goes_to_pydicom() -> None:
+    stray = b"\x08\x00\x55\x11UI\x04\x001.2\x00"  # an element where an item must be
+    data = (
+        b"\x08\x00\x40\x11SQ\x00\x00\xff\xff\xff\xff" + stray + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
+    data += b"\x10\x00\x20\x00LO\x02\x00P1"
+    assert scan(data, False, {0x00100020}, 0x00100020) is None
