@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -175,17 +177,9 @@ def test_what_the_walk_cannot_tell_goes_to_pydicom() -> None:
     assert scan(un, False, wanted, last) is None
     # the readers agree on it all the same
     for data, ts in [(explicit, IMPLICIT_LE), (explicit[:-3], EXPLICIT_LE), (un, EXPLICIT_LE)]:
-        with pytest.warns(UserWarning) if ts == IMPLICIT_LE else _no_warning():
+        with pytest.warns(UserWarning) if ts == IMPLICIT_LE else nullcontext():
             fast, reference = _both(data, ts, [*CORE_TAGS])
         assert fast == reference
-
-
-class _no_warning:  # noqa: N801 - a context manager used like pytest.warns
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_a_defined_length_sequence_is_skipped_by_its_length() -> None:
